@@ -1,0 +1,23 @@
+# The two set-up commands. Each makes .venv if it is missing and installs galseg into it.
+# TORCH: the torch requirement to install first. These CPU machines have a local CPU build
+# (torch==2.13.0); on a GPU machine install your CUDA build of torch into .venv first, and the
+# bounded requirement below is already satisfied, so nothing is replaced.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test
+
+$(BIN)/galseg: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(BIN)/galseg
+	$(BIN)/galseg synth --out demo-output/gz3d --n 200 --seed 0
+
+test: $(BIN)/galseg
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest

@@ -1,0 +1,386 @@
+"""Read and write Galaxy Zoo 3D per-galaxy FITS files (the only module that knows HDU numbers).
+
+The layout is the one the GZ:3D production code writes for the SDSS DR17 value-added catalogue
+(see ``shared/gz3d-format.md``): eleven HDUs in a fixed order, no EXTNAMEs, so everything is
+read by index and checked, and a file that does not match raises :class:`GalsegError` naming
+the file and the HDU.
+
+Pixel convention: ``image[i, j]`` and ``spiral_votes[i, j]`` describe the same pixel, whose
+centre is at ``x = j, y = i`` in the coordinates of the volunteers' outlines (x to the right,
+y down the picture as shown, ``origin='upper'``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import warnings
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+from astropy.utils.exceptions import AstropyUserWarning
+from astropy.wcs import WCS, FITSFixedWarning
+
+from galseg import GalsegError
+
+N_HDUS = 11
+PIXEL_SCALE_ARCSEC = 0.099
+"""GZ:3D image scale, arcsec per pixel (data model)."""
+
+HDU_IMAGE, HDU_CENTER, HDU_STAR, HDU_SPIRAL, HDU_BAR = 0, 1, 2, 3, 4
+HDU_METADATA, HDU_CENTER_CLUSTERS, HDU_STAR_CLUSTERS = 5, 6, 7
+HDU_CLICKS, HDU_SPIRAL_PATHS, HDU_BAR_PATHS = 8, 9, 10
+
+METADATA_DTYPES: dict[str, str] = {
+    "ra": "f4",
+    "dec": "f4",
+    "MANGAID": "S11",
+    "IAUNAME": "S19",
+    "IFUDESIGNSIZE": "f8",
+    "MANGA_TILEID": "f8",
+    "nsa_id": "i8",
+    "explorer_link": "S90",
+    "GZ_total_classifications": "i2",
+    "GZ_bar_votes": "i2",
+    "GZ_spiral_votes": "i2",
+    "sample": "S70",
+}
+CLUSTER_COLUMNS = (
+    "x", "y", "var_x", "var_y", "var_x_y", "ra", "dec", "var_ra", "var_dec", "var_ra_dec", "count",
+)  # fmt: skip
+CLICK_COLUMNS = ("classification_id", "time_stamp", "center_points", "star_points")
+SPIRAL_PATH_COLUMNS = ("classification_id", "time_stamp", "spiral_paths")
+BAR_PATH_COLUMNS = ("classification_id", "time_stamp", "bar_paths")
+_TABLE_COLUMNS = {
+    HDU_METADATA: tuple(METADATA_DTYPES),
+    HDU_CENTER_CLUSTERS: CLUSTER_COLUMNS,
+    HDU_STAR_CLUSTERS: CLUSTER_COLUMNS,
+    HDU_CLICKS: CLICK_COLUMNS,
+    HDU_SPIRAL_PATHS: SPIRAL_PATH_COLUMNS,
+    HDU_BAR_PATHS: BAR_PATH_COLUMNS,
+}
+
+
+@dataclass
+class GZ3DGalaxy:
+    """Everything one GZ:3D file holds, HDU by HDU.
+
+    Attributes
+    ----------
+    image : (H, W, 3) uint8
+        The RGB cutout the volunteers saw, row 0 at the top.
+    center_mask, star_mask : (H, W) float64
+        Clustered centre / star clicks (value = clicks in the cluster).
+    spiral_votes, bar_votes : (H, W) float64
+        Number of drawn outlines covering each pixel (whole numbers, usually 0..15).
+    metadata : Table
+        The one-row metadata table with every column of the file (strings stripped).
+    center_clusters, star_clusters, clicks, spiral_paths, bar_paths : Table
+        HDUs 6 to 10 as stored.
+    wcs : WCS
+        Celestial 2-D WCS of the image and masks.
+    """
+
+    image: np.ndarray
+    center_mask: np.ndarray
+    star_mask: np.ndarray
+    spiral_votes: np.ndarray
+    bar_votes: np.ndarray
+    metadata: Table
+    center_clusters: Table
+    star_clusters: Table
+    clicks: Table
+    spiral_paths: Table
+    bar_paths: Table
+    wcs: WCS
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def mangaid(self) -> str:
+        """The galaxy's identity (from the metadata, never from the file name)."""
+        return _text(self.metadata["MANGAID"][0])
+
+    @property
+    def n_classifications(self) -> int:
+        """How many volunteers classified this galaxy (rows of HDU 9, not an assumed 15)."""
+        return len(self.spiral_paths)
+
+    def spiral_outlines(self) -> list[list[np.ndarray]]:
+        """Each volunteer's closed arm outlines: a list per volunteer of (N, 2) [x, y] arrays."""
+        return [parse_paths(text) for text in self.spiral_paths["spiral_paths"]]
+
+    def bar_outlines(self) -> list[list[np.ndarray]]:
+        """Each volunteer's closed bar outlines, as :meth:`spiral_outlines`."""
+        return [parse_paths(text) for text in self.bar_paths["bar_paths"]]
+
+
+def _text(value: bytes | str) -> str:
+    return (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)).strip()
+
+
+def parse_paths(text: bytes | str) -> list[np.ndarray]:
+    """Decode one volunteer's JSON list of outlines into (N, 2) float arrays of [x, y]."""
+    paths = json.loads(_text(text) or "[]")
+    return [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in paths if len(p) >= 3]
+
+
+def encode_paths(paths: Iterable[np.ndarray]) -> str:
+    """Encode outlines as the compact JSON text stored in HDUs 9 and 10 (pixel coords, 2 d.p.)."""
+    return json.dumps([[[round(float(x), 2), round(float(y), 2)] for x, y in p] for p in paths],
+                      separators=(",", ":"))
+
+
+# ----------------------------------------------------------------------------- rasterising
+
+
+def add_polygon(counts: np.ndarray, xy: np.ndarray) -> None:
+    """Add 1 to every pixel of ``counts`` whose centre lies inside the closed polygon ``xy``.
+
+    Even-odd rule on pixel centres (x = column, y = row), by scanlines: for each row, the
+    polygon's edge crossings toggle inside/outside, accumulated with a cumulative sum, so the
+    cost is rows x edges rather than pixels x edges.
+    """
+    height, width = counts.shape
+    x0, y0 = xy[:, 0], xy[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    row_lo = max(int(np.ceil(y0.min())), 0)
+    row_hi = min(int(np.floor(y0.max())), height - 1)
+    if row_hi < row_lo:
+        return
+    rows = np.arange(row_lo, row_hi + 1, dtype=np.float64)[:, None]
+    crosses = (y0 <= rows) != (y1 <= rows)
+    r_idx, e_idx = np.nonzero(crosses)
+    if r_idx.size == 0:
+        return
+    yr = rows[r_idx, 0]
+    dy = y1[e_idx] - y0[e_idx]
+    x_cross = x0[e_idx] + (yr - y0[e_idx]) * (x1[e_idx] - x0[e_idx]) / dy
+    start = np.clip(np.floor(x_cross).astype(np.int64) + 1, 0, width)
+    n_rows = rows.shape[0]
+    toggles = np.bincount(r_idx * (width + 1) + start, minlength=n_rows * (width + 1))
+    inside = np.cumsum(toggles.reshape(n_rows, width + 1), axis=1)[:, :width] & 1
+    counts[row_lo : row_hi + 1] += inside.astype(counts.dtype)
+
+
+def rasterise_outlines(outlines: Iterable[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Per-pixel number of outlines covering each pixel, as the GZ:3D masks store it.
+
+    Parameters
+    ----------
+    outlines : iterable of (N, 2) arrays of [x, y] pixel coordinates (closed implicitly).
+    shape : (H, W) of the image.
+    """
+    counts = np.zeros(shape, dtype=np.float64)
+    for xy in outlines:
+        add_polygon(counts, xy)
+    return counts
+
+
+def votes_from_paths(paths_column: Sequence[bytes | str], shape: tuple[int, int]) -> np.ndarray:
+    """Re-rasterise the raw outlines of HDU 9 or 10 into a vote-count map."""
+    return rasterise_outlines((p for text in paths_column for p in parse_paths(text)), shape)
+
+
+# ----------------------------------------------------------------------------- WCS
+
+
+def make_wcs(ra: float, dec: float, shape: tuple[int, int]) -> WCS:
+    """The TAN WCS of a GZ:3D cutout: centred on the galaxy, 0.099"/px, both CD terms negative.
+
+    Negative on both axes: x runs to the right with east on the left (RA falls with x), and y
+    runs down the picture with north at the top (Dec falls with y).
+    """
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [float(ra), float(dec)]
+    wcs.wcs.crpix = [(shape[1] + 1) / 2.0, (shape[0] + 1) / 2.0]
+    scale = PIXEL_SCALE_ARCSEC / 3600.0
+    wcs.wcs.cd = [[-scale, 0.0], [0.0, -scale]]
+    return wcs
+
+
+def _read_wcs(hdul: fits.HDUList) -> WCS:
+    # Public GZ:3D readers take the WCS from the 2-D mask HDU; the primary is 3-D (RGB first).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(hdul[HDU_CENTER].header, naxis=2)
+        if not wcs.has_celestial:
+            wcs = WCS(hdul[HDU_IMAGE].header, naxis=2)
+    return wcs
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_gz3d(path: str | os.PathLike[str]) -> GZ3DGalaxy:
+    """Read one GZ:3D file (``.fits`` or ``.fits.gz``), checking every HDU's type and shape.
+
+    Raises
+    ------
+    GalsegError
+        If the file is missing, not FITS, truncated, or any HDU is missing or malformed;
+        the message names the file, the HDU and what was expected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GalsegError(f"{path}: no such file")
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":  # gzip: inflate once; astropy would re-inflate on each seek
+            raw = gzip.decompress(raw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AstropyUserWarning)  # "may have been truncated"
+            with fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=False) as hdul:
+                return _read_hdul(hdul, path)
+    except GalsegError:
+        raise
+    except (OSError, EOFError, ValueError, TypeError, KeyError, zlib.error, gzip.BadGzipFile,
+            json.JSONDecodeError, AstropyUserWarning) as exc:
+        raise GalsegError(f"{path}: not a readable GZ:3D FITS file ({_one_line(exc)})") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
+
+
+def _check(ok: bool, path: Path, hdu: int, problem: str) -> None:
+    if not ok:
+        raise GalsegError(f"{path}: HDU {hdu} {problem}")
+
+
+def _read_hdul(hdul: fits.HDUList, path: Path) -> GZ3DGalaxy:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        hdul.verify("silentfix")
+    n = len(hdul)
+    if n < N_HDUS:
+        raise GalsegError(f"{path}: has {n} HDUs, a GZ:3D file has {N_HDUS} (truncated or not GZ:3D)")
+    image = hdul[HDU_IMAGE].data
+    _check(image is not None and image.ndim == 3 and image.shape[2] == 3, path, HDU_IMAGE,
+           f"should be an H x W x 3 RGB image, found shape {None if image is None else image.shape}")
+    _check(image.dtype == np.uint8, path, HDU_IMAGE, f"should be uint8, found {image.dtype}")
+    shape = image.shape[:2]
+    masks = []
+    for index, name in ((HDU_CENTER, "centre"), (HDU_STAR, "star"), (HDU_SPIRAL, "spiral-arm"),
+                        (HDU_BAR, "bar")):
+        data = hdul[index].data
+        _check(isinstance(hdul[index], fits.ImageHDU) and data is not None, path, index,
+               f"should be the {name} mask image")
+        _check(data.shape == shape, path, index,
+               f"({name} mask) has shape {data.shape}, the image is {shape}")
+        data = np.asarray(data, dtype=np.float64)
+        _check(bool(np.isfinite(data).all()) and data.min() >= 0, path, index,
+               f"({name} mask) holds negative or non-finite values")
+        masks.append(data)
+    for index in (HDU_SPIRAL, HDU_BAR):
+        _check(bool(np.all(masks[index - 1] == np.round(masks[index - 1]))), path, index,
+               "should hold whole vote counts, found fractions")
+    tables = {}
+    for index, columns in _TABLE_COLUMNS.items():
+        hdu = hdul[index]
+        _check(isinstance(hdu, fits.BinTableHDU), path, index, "should be a binary table")
+        table = Table(hdu.data)
+        missing = [c for c in columns if c not in table.colnames]
+        _check(not missing, path, index, f"lacks column(s) {', '.join(missing)}")
+        tables[index] = table
+    metadata = tables[HDU_METADATA]
+    _check(len(metadata) == 1, path, HDU_METADATA, f"should have one row, found {len(metadata)}")
+    for name in metadata.colnames:
+        if metadata[name].dtype.kind in "SU":
+            metadata[name] = [_text(v) for v in metadata[name]]
+    for row in tables[HDU_SPIRAL_PATHS]["spiral_paths"]:
+        parse_paths(row)  # fail here, naming the file, rather than later in a user's loop
+    return GZ3DGalaxy(
+        image=np.ascontiguousarray(image),
+        center_mask=masks[0],
+        star_mask=masks[1],
+        spiral_votes=masks[2],
+        bar_votes=masks[3],
+        metadata=metadata,
+        center_clusters=tables[HDU_CENTER_CLUSTERS],
+        star_clusters=tables[HDU_STAR_CLUSTERS],
+        clicks=tables[HDU_CLICKS],
+        spiral_paths=tables[HDU_SPIRAL_PATHS],
+        bar_paths=tables[HDU_BAR_PATHS],
+        wcs=_read_wcs(hdul),
+        path=path,
+    )
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def metadata_table(values: dict[str, object], extra: dict[str, tuple[object, str]] | None = None
+                   ) -> Table:
+    """One-row metadata table with the data model's dtypes, then any ``extra`` (value, dtype)."""
+    columns = {name: np.array([values[name]], dtype=dtype) for name, dtype in METADATA_DTYPES.items()}
+    for name, (value, dtype) in (extra or {}).items():
+        columns[name] = np.array([value], dtype=dtype)
+    return Table(columns)
+
+
+def wcs_header(wcs: WCS) -> fits.Header:
+    """FITS cards of ``wcs``, with a CD matrix as GZ:3D files carry (astropy writes PC+CDELT)."""
+    header = wcs.to_header()
+    if wcs.wcs.has_cd():
+        for key in ("PC1_1", "PC1_2", "PC2_1", "PC2_2", "CDELT1", "CDELT2"):
+            header.remove(key, ignore_missing=True)
+        for i in range(2):
+            for j in range(2):
+                header[f"CD{i + 1}_{j + 1}"] = float(wcs.wcs.cd[i, j])
+    return header
+
+
+def _hdulist(galaxy: GZ3DGalaxy) -> fits.HDUList:
+    header = wcs_header(galaxy.wcs)
+    primary = fits.PrimaryHDU(np.ascontiguousarray(galaxy.image, dtype=np.uint8), header=header)
+    hdus: list[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU] = [primary]
+    for mask in (galaxy.center_mask, galaxy.star_mask, galaxy.spiral_votes, galaxy.bar_votes):
+        hdus.append(fits.ImageHDU(np.asarray(mask, dtype=np.float64), header=header))
+    for table in (galaxy.metadata, galaxy.center_clusters, galaxy.star_clusters, galaxy.clicks,
+                  galaxy.spiral_paths, galaxy.bar_paths):
+        hdus.append(fits.BinTableHDU(table))
+    return fits.HDUList(hdus)
+
+
+def write_gz3d(path: str | os.PathLike[str], galaxy: GZ3DGalaxy, *, compresslevel: int = 1) -> Path:
+    """Write ``galaxy`` in the eleven-HDU GZ:3D layout; gzip when the name ends in ``.gz``.
+
+    The file appears under its final name only when complete (written to a temporary name and
+    renamed), and the same galaxy always gives the same bytes (gzip timestamp fixed at 0).
+    """
+    path = Path(path)
+    buffer = io.BytesIO()
+    _hdulist(galaxy).writeto(buffer, output_verify="exception")
+    data = buffer.getvalue()
+    if path.suffix == ".gz":
+        data = gzip.compress(data, compresslevel=compresslevel, mtime=0)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to ``path`` through a temporary sibling and a rename, so no half file is ever seen."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def find_gz3d_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Every ``.fits`` / ``.fits.gz`` file under ``folder`` (recursively), in a stable order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GalsegError(f"{folder}: not a folder of GZ:3D files")
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not p.name.startswith(".")
+                  and (p.name.endswith(".fits") or p.name.endswith(".fits.gz")))

@@ -1,0 +1,586 @@
+"""Synthetic spiral galaxies and imperfect volunteers, written as GZ:3D files.
+
+Every test, demo and benchmark runs on these, so they carry what makes the real task hard:
+discs and Sérsic bulges of every size, inclination and brightness; logarithmic arms whose
+number, pitch, winding, width, length, brightness and clumpiness vary; bars; a PSF; sky noise;
+foreground stars; three quarters of galaxies with no arms at all (GZ:3D: 24% have arm pixels);
+and about 15 volunteers per galaxy who each outline the arms they notice with their own width,
+offset, length and attention, sometimes miss faint arms, sometimes draw one twice, and now and
+then mark an arm that is not there.
+
+Orientation convention (also used by the arm measurements): on the picture as shown (row 0 at
+the top), an arm that turns anticlockwise as it goes outward from the centre makes a Z-wise
+galaxy, clockwise outward makes it S-wise.
+
+Galaxy ``index`` of seed ``seed`` depends on nothing else, so sets of different sizes share
+their first galaxies, generation parallelises trivially, and the same seed gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from galseg import GalsegError, __version__
+from galseg.gz3d import (
+    CLUSTER_COLUMNS,
+    GZ3DGalaxy,
+    add_polygon,
+    encode_paths,
+    make_wcs,
+    metadata_table,
+    rasterise_outlines,
+    write_gz3d,
+)
+
+GZ3D_SIZE = 525
+KIND_PROBABILITIES = {"spiral": 0.26, "elliptical": 0.30, "smooth_disc": 0.26, "edge_on": 0.18}
+ARM_COUNT_PROBABILITIES = {1: 0.08, 2: 0.57, 3: 0.2, 4: 0.15}
+SKY_SIGMA = 1.0
+STRETCH_SOFTENING = 3.0
+STRETCH_MAX = 600.0
+COLOURS = {  # relative r, g, b flux of each component: redder bulges and bars, bluish arms
+    "bulge": np.array([1.0, 0.74, 0.5], dtype=np.float32),
+    "disc": np.array([0.9, 0.82, 0.72], dtype=np.float32),
+    "bar": np.array([0.98, 0.8, 0.58], dtype=np.float32),
+    "arm": np.array([0.62, 0.8, 1.1], dtype=np.float32),
+    "star": np.array([1.0, 0.95, 0.9], dtype=np.float32),
+}
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What the generator put in one galaxy, stored in extra ``SYNTH_*`` metadata columns."""
+
+    kind: str
+    n_arms: int
+    pitch_deg: float
+    chirality: str  # "S", "Z", or "" without arms
+    inclination_deg: float
+    position_angle_deg: float
+    barred: bool
+    centre_x: float
+    centre_y: float
+    scale_length_px: float
+    axis_ratio: float
+    arm_theta0_deg: float  # disc-plane angle where arm 0 starts, anticlockwise from major axis
+    arm_start_px: float  # disc-plane radius where the arms start
+
+    def ridge_xy(self, arm: int, radii: np.ndarray) -> np.ndarray:
+        """Picture (x, y) of arm ``arm``'s ridge at disc-plane ``radii`` (pixels), shape (N, 2)."""
+        if not self.n_arms:
+            raise GalsegError("this synthetic galaxy has no arms")
+        sign = 1 if self.chirality == "Z" else -1
+        theta = (np.radians(self.arm_theta0_deg) + 2 * np.pi * arm / self.n_arms
+                 + sign * np.log(radii / self.arm_start_px) / np.tan(np.radians(self.pitch_deg)))
+        geometry = _Geometry(self.centre_x, self.centre_y, np.radians(self.position_angle_deg),
+                             self.axis_ratio)
+        return np.stack(geometry.to_sky(radii * np.cos(theta), radii * np.sin(theta)), axis=1)
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Disc orientation: sky pixel (x right, y down) <-> disc plane (x along the major axis)."""
+
+    cx: float
+    cy: float
+    pa: float  # radians, anticlockwise from the picture's x axis
+    q: float  # projected axis ratio
+
+    def to_disc(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dx, dy = x - self.cx, self.cy - y
+        c, s = np.cos(self.pa), np.sin(self.pa)
+        return dx * c + dy * s, (-dx * s + dy * c) / self.q
+
+    def to_sky(self, xd: np.ndarray, yd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c, s = np.cos(self.pa), np.sin(self.pa)
+        v = yd * self.q
+        return self.cx + xd * c - v * s, self.cy - (xd * s + v * c)
+
+
+@dataclass(frozen=True)
+class _Arms:
+    n: int
+    pitch: float  # radians
+    sign: int  # +1 Z-wise (anticlockwise outward), -1 S-wise
+    theta0: float
+    r_in: float
+    r_out: np.ndarray  # per arm
+    width: float  # Gaussian sigma across the arm, disc-plane pixels
+    amplitude: np.ndarray  # per arm, relative to the local disc
+    clump_amp: float
+    clump_freq: float
+    clump_phase: np.ndarray
+
+    def ridge_theta(self, r: np.ndarray, arm: int) -> np.ndarray:
+        return self.theta0 + 2 * np.pi * arm / self.n + self.sign * np.log(r / self.r_in) / np.tan(
+            self.pitch)
+
+
+def _sersic_b(n: float) -> float:
+    return 2.0 * n - 1.0 / 3.0 + 4.0 / (405.0 * n)
+
+
+def _sersic(radius: np.ndarray, r_eff: float, n: float, i_eff: float) -> np.ndarray:
+    return i_eff * np.exp(-_sersic_b(n) * ((radius / r_eff) ** (1.0 / n) - 1.0))
+
+
+def _stretch(flux: np.ndarray) -> np.ndarray:
+    """asinh stretch (as SDSS colour cutouts use) to 8-bit RGB; asinh as log/sqrt, 3x faster."""
+    scale = np.float32(255.0 / np.arcsinh(STRETCH_MAX / STRETCH_SOFTENING))
+    x = np.maximum(flux * np.float32(1.0 / STRETCH_SOFTENING), 0)
+    value = np.log(x + np.sqrt(x * x + 1)) * scale + np.float32(0.5)
+    return np.minimum(value, 255).astype(np.uint8)
+
+
+def _choice(rng: np.random.Generator, probabilities: dict) -> object:
+    keys = list(probabilities)
+    return keys[rng.choice(len(keys), p=np.array(list(probabilities.values())))]
+
+
+def mangaid(seed: int, index: int) -> str:
+    """Synthetic identity, 11 characters at most as in the data model; 'S' marks it synthetic."""
+    if not 0 <= index < 1_000_000:
+        raise GalsegError(f"synthetic galaxy index {index} is out of range 0..999999")
+    return f"S{seed % 1000:03d}-{index:06d}"
+
+
+def file_name(seed: int, index: int) -> str:
+    """The production code's ``<MANGAID>_<IFUDESIGNSIZE>_<SUBJECTID>.fits.gz`` naming."""
+    rng = np.random.default_rng([seed, index, 1])
+    ifu = int(rng.choice([19, 37, 61, 91, 127]))
+    subject = int(rng.integers(10_000_000, 40_000_000))
+    return f"{mangaid(seed, index)}_{ifu}_{subject}.fits.gz"
+
+
+# ----------------------------------------------------------------------------- the galaxy
+
+
+def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3DGalaxy, Truth]:
+    """Make synthetic galaxy ``index`` of seed ``seed`` as a full GZ:3D record and its truth.
+
+    Parameters
+    ----------
+    size : image side in pixels; 525 as in GZ:3D, smaller for fast tests (everything scales).
+    """
+    if size < 32:
+        raise GalsegError(f"synthetic image size {size} px is too small (at least 32)")
+    rng = np.random.default_rng([seed, index])
+    kind = str(_choice(rng, KIND_PROBABILITIES))
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    scale_length = rng.uniform(0.055, 0.11) * size
+    centre = (size - 1) / 2.0 + rng.normal(0.0, 0.012 * size, 2)
+    if kind == "edge_on":
+        q = rng.uniform(0.1, 0.24)
+    elif kind == "elliptical":
+        q = rng.uniform(0.55, 1.0)
+    else:
+        q = float(np.sqrt(rng.uniform(0.3, 1.0) ** 2 * (1 - 0.15**2) + 0.15**2))
+    geometry = _Geometry(float(centre[0]), float(centre[1]), rng.uniform(0, np.pi), q)
+    xd, yd = geometry.to_disc(x, y)
+    r = np.hypot(xd, yd)
+    # The PSF is applied analytically to each component (Gaussian widths add in quadrature,
+    # cusps are softened over sigma): exact for the Gaussian parts, and no 2-D convolution.
+    psf = rng.uniform(4.0, 7.0) * size / GZ3D_SIZE
+    r_soft = np.sqrt(r * r + np.float32(psf * psf))
+    disc_i0 = rng.uniform(15.0, 70.0)
+    fluxes: dict[str, np.ndarray] = {}
+    arms = None
+    bar_half_length = 0.0
+    bar_angle = rng.uniform(0, np.pi)
+
+    if kind == "elliptical":
+        r_eff = rng.uniform(0.04, 0.1) * size
+        fluxes["bulge"] = _sersic(np.sqrt(xd * xd + yd * yd + psf * psf), r_eff,
+                                  rng.uniform(3.0, 5.0),
+                                  rng.uniform(4.0, 16.0))
+    else:
+        disc = disc_i0 * np.exp(-r_soft / scale_length)
+        if kind == "edge_on":
+            dust = 1.0 - rng.uniform(0.4, 0.8) * np.exp(
+                -0.5 * (yd * q) ** 2 / ((0.12 * scale_length) ** 2 + psf**2))
+            disc = disc * dust
+        fluxes["disc"] = disc
+        bulge_q = rng.uniform(0.7, 1.0)
+        fluxes["bulge"] = _sersic(np.sqrt(xd * xd + (yd * q / bulge_q) ** 2 + psf * psf),
+                                  rng.uniform(0.15, 0.45) * scale_length, rng.uniform(1.0, 3.5),
+                                  rng.uniform(4.0, 40.0))
+        barred = kind in ("spiral", "smooth_disc") and rng.random() < 0.33
+        if barred:
+            bar_half_length = rng.uniform(0.7, 1.4) * scale_length
+            c, s = np.cos(bar_angle), np.sin(bar_angle)
+            xb, yb = xd * c + yd * s, -xd * s + yd * c
+            fluxes["bar"] = rng.uniform(0.3, 0.9) * disc_i0 * np.exp(
+                -0.5 * (xb**2 / ((0.55 * bar_half_length) ** 2 + psf**2)
+                       + yb**2 / ((0.16 * bar_half_length) ** 2 + psf**2)))
+        if kind == "spiral":
+            arms = _draw_arms(rng, scale_length, bar_half_length, bar_angle)
+            fluxes["arm"] = _arm_flux(arms, xd, yd, r, disc_i0, scale_length, psf)
+    barred = bar_half_length > 0
+
+    flux = sum(COLOURS[name][:, None, None] * f[None] for name, f in fluxes.items())
+    stars = _add_stars(rng, flux, x, y, psf, size)
+    noise_sigma = np.sqrt(np.float32(SKY_SIGMA**2) + np.maximum(flux, 0) * np.float32(1 / 40))
+    noise = rng.standard_normal(flux.shape, dtype=np.float32)
+    image = np.ascontiguousarray(_stretch(flux + noise * noise_sigma).transpose(1, 2, 0))
+
+    truth = Truth(
+        kind=kind,
+        n_arms=arms.n if arms else 0,
+        pitch_deg=float(np.degrees(arms.pitch)) if arms else 0.0,
+        chirality=("Z" if arms.sign > 0 else "S") if arms else "",
+        inclination_deg=float(np.degrees(np.arccos(np.clip((q**2 - 0.15**2) / (1 - 0.15**2), 0, 1)
+                                                   ** 0.5))),
+        position_angle_deg=float(np.degrees(geometry.pa)),
+        barred=barred,
+        centre_x=geometry.cx,
+        centre_y=geometry.cy,
+        scale_length_px=float(scale_length),
+        axis_ratio=float(q),
+        arm_theta0_deg=float(np.degrees(arms.theta0)) if arms else 0.0,
+        arm_start_px=float(arms.r_in) if arms else 0.0,
+    )
+    volunteers = _Volunteers(rng, geometry, size, arms, disc_i0, scale_length, kind,
+                             bar_half_length, bar_angle)
+    return _as_gz3d(rng, seed, index, image, volunteers, stars, truth), truth
+
+
+def _draw_arms(rng: np.random.Generator, scale_length: float, bar_half_length: float,
+               bar_angle: float) -> _Arms:
+    n = int(_choice(rng, ARM_COUNT_PROBABILITIES))
+    r_in = max(rng.uniform(0.35, 0.9) * scale_length, bar_half_length)
+    return _Arms(
+        n=n,
+        pitch=np.radians(rng.uniform(5.0, 40.0)),
+        sign=int(rng.choice([-1, 1])),
+        theta0=bar_angle if bar_half_length > 0 else rng.uniform(0, 2 * np.pi),
+        r_in=r_in,
+        r_out=r_in + rng.uniform(1.6, 3.4, n) * scale_length,
+        width=max(rng.uniform(0.1, 0.24) * scale_length, 1.0),
+        amplitude=rng.uniform(0.4, 2.2) * rng.uniform(0.6, 1.2, n),
+        clump_amp=rng.uniform(0.0, 0.9),
+        clump_freq=rng.uniform(6.0, 14.0),
+        clump_phase=rng.uniform(0, 2 * np.pi, n),
+    )
+
+
+def _arm_flux(arms: _Arms, xd: np.ndarray, yd: np.ndarray, r: np.ndarray, disc_i0: float,
+              scale_length: float, psf: float) -> np.ndarray:
+    """Light of the log-spiral arms: Gaussian across the ridge, tapered at both ends, clumpy."""
+    theta = np.arctan2(yd, xd)
+    r_safe = np.maximum(r, 1e-3)
+    spacing = 2 * np.pi / arms.n
+    phase = (theta - arms.theta0 - arms.sign * np.log(r_safe / arms.r_in) / np.tan(arms.pitch))
+    k_float = phase / spacing
+    k = np.round(k_float)
+    offset = (k_float - k) * spacing
+    arm_id = np.mod(k, arms.n).astype(np.int64)
+    across = r_safe * np.abs(offset) * np.sin(arms.pitch)
+    seen_width = np.hypot(arms.width, psf)
+    profile = (arms.width / seen_width) * np.exp(-0.5 * (across / seen_width) ** 2)
+    start = np.clip((r_safe - 0.75 * arms.r_in) / (0.25 * arms.r_in), 0, 1)
+    past_end = np.clip(r_safe - arms.r_out[arm_id], 0, None)
+    envelope = start**2 * np.exp(-0.5 * (past_end / (0.25 * scale_length)) ** 2)
+    clumps = 1.0 + arms.clump_amp * np.cos(arms.clump_freq * np.log(r_safe)
+                                           + arms.clump_phase[arm_id]) ** 8
+    return (disc_i0 * arms.amplitude[arm_id] * np.exp(-r_safe / (1.3 * scale_length))
+            * profile * envelope * clumps)
+
+
+def _add_stars(rng: np.random.Generator, flux: np.ndarray, x: np.ndarray, y: np.ndarray,
+               psf_sigma: float, size: int) -> np.ndarray:
+    """Add foreground stars in place; return their (x, y) positions."""
+    n = int(rng.poisson(1.3))
+    positions = rng.uniform(0.04 * size, 0.96 * size, (n, 2))
+    for sx, sy in positions:
+        peak = 10 ** rng.uniform(1.3, 3.5)
+        tint = COLOURS["star"] * rng.uniform(0.8, 1.2, 3)
+        lo_x, hi_x = int(max(sx - 5 * psf_sigma, 0)), int(min(sx + 5 * psf_sigma + 1, size))
+        lo_y, hi_y = int(max(sy - 5 * psf_sigma, 0)), int(min(sy + 5 * psf_sigma + 1, size))
+        patch = np.exp(-0.5 * ((x[lo_y:hi_y, lo_x:hi_x] - sx) ** 2
+                               + (y[lo_y:hi_y, lo_x:hi_x] - sy) ** 2) / psf_sigma**2)
+        flux[:, lo_y:hi_y, lo_x:hi_x] += peak * tint[:, None, None] * patch[None]
+    return positions
+
+
+# ----------------------------------------------------------------------------- volunteers
+
+
+@dataclass
+class _Volunteers:
+    """Draws each volunteer's outlines, as the Zooniverse drawing tool would have recorded them."""
+
+    rng: np.random.Generator
+    geometry: _Geometry
+    size: int
+    arms: _Arms | None
+    disc_i0: float
+    scale_length: float
+    kind: str
+    bar_half_length: float
+    bar_angle: float
+
+    def __post_init__(self) -> None:
+        self.n = int(self.rng.integers(13, 18))
+
+    def spiral_paths(self) -> list[list[np.ndarray]]:
+        rng, arms = self.rng, self.arms
+        false_rate = {"spiral": 0.01, "smooth_disc": 0.004, "edge_on": 0.002}.get(self.kind, 0.001)
+        drawings = []
+        for _ in range(self.n):
+            paths: list[np.ndarray] = []
+            attentive = rng.random() < 0.88
+            limit = rng.uniform(1.0, 5.0)  # faintest arm flux (sky sigmas) this volunteer sees
+            width_factor = np.exp(rng.normal(np.log(1.7), 0.3))
+            if arms is not None and attentive:
+                for k in range(arms.n):
+                    peak = self.disc_i0 * arms.amplitude[k] * np.exp(-1.2 / 1.3)
+                    p_see = 1.0 / (1.0 + np.exp(-(peak * self.geometry.q ** 0.5 - limit)))
+                    if rng.random() > p_see:
+                        continue
+                    # arm visible out to where its light falls to the volunteer's limit
+                    r_visible = 1.3 * self.scale_length * np.log(
+                        max(self.disc_i0 * arms.amplitude[k] / limit, 1.0))
+                    r_end = min(arms.r_out[k], r_visible) * np.exp(rng.normal(0.0, 0.15))
+                    r_start = arms.r_in * np.exp(rng.normal(0.05, 0.12))
+                    if r_end < 1.3 * r_start:
+                        continue
+                    for _ in range(2 if rng.random() < 0.03 else 1):
+                        paths.append(self._arm_outline(k, r_start, r_end, width_factor))
+            if rng.random() < false_rate:
+                paths.append(self._false_arm())
+            drawings.append(paths)
+        return drawings
+
+    def _arm_outline(self, k: int, r_start: float, r_end: float, width_factor: float) -> np.ndarray:
+        rng, arms = self.rng, self.arms
+        assert arms is not None
+        radii = np.geomspace(r_start, r_end, 28)
+        theta = arms.ridge_theta(radii, k) + rng.normal(0.0, 0.04)
+        # nobody outlines an arm wider than the gap to the next one (tight windings)
+        spacing = radii * (2 * np.pi / arms.n) * np.sin(arms.pitch)
+        half_width = np.minimum(arms.width * width_factor, 0.3 * spacing)
+        return self._ribbon(radii, theta, half_width, rng.normal(0.0, 0.35 * arms.width),
+                            0.25 * arms.width)
+
+    def _false_arm(self) -> np.ndarray:
+        rng = self.rng
+        radii = np.geomspace(1.0, rng.uniform(1.5, 2.5), 16) * self.scale_length
+        theta = rng.uniform(0, 2 * np.pi) + rng.choice([-1, 1]) * np.log(radii / radii[0]) / np.tan(
+            np.radians(rng.uniform(10, 35)))
+        return self._ribbon(radii, theta, rng.uniform(0.15, 0.35) * self.scale_length, 0.0, 0.0)
+
+    def _ribbon(self, radii: np.ndarray, theta: np.ndarray, half_width: float | np.ndarray,
+                offset: float,
+                wobble: float) -> np.ndarray:
+        """Closed outline around a ridge (disc plane), with the volunteer's shift and hand wobble."""
+        rng = self.rng
+        px, py = radii * np.cos(theta), radii * np.sin(theta)
+        tx, ty = np.gradient(px), np.gradient(py)
+        norm = np.hypot(tx, ty) + 1e-12
+        nx, ny = -ty / norm, tx / norm
+        t = np.linspace(0, 1, radii.size)
+        shift = offset + wobble * np.sin(2 * np.pi * (rng.uniform(1, 3) * t + rng.uniform(0, 1)))
+        taper = np.minimum(1.0, 0.35 + 3.0 * np.minimum(t, 1 - t))
+        left = (px + nx * (shift + half_width * taper), py + ny * (shift + half_width * taper))
+        right = (px + nx * (shift - half_width * taper), py + ny * (shift - half_width * taper))
+        xd = np.concatenate([left[0], right[0][::-1]])
+        yd = np.concatenate([left[1], right[1][::-1]])
+        sx, sy = self.geometry.to_sky(xd, yd)
+        return np.stack([sx, sy], axis=1)
+
+    def bar_paths(self) -> list[list[np.ndarray]]:
+        rng = self.rng
+        drawings = []
+        for _ in range(self.n):
+            paths = []
+            if self.bar_half_length > 0 and rng.random() < 0.65:
+                t = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+                length = self.bar_half_length * np.exp(rng.normal(0.0, 0.15))
+                width = 0.3 * self.bar_half_length * np.exp(rng.normal(0.0, 0.25))
+                c, s = np.cos(self.bar_angle), np.sin(self.bar_angle)
+                bx, by = length * np.cos(t), width * np.sin(t)
+                sx, sy = self.geometry.to_sky(bx * c - by * s, bx * s + by * c)
+                paths.append(np.stack([sx, sy], axis=1))
+            elif rng.random() < 0.01:
+                t = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+                sx, sy = self.geometry.to_sky(0.6 * self.scale_length * np.cos(t),
+                                              0.15 * self.scale_length * np.sin(t))
+                paths.append(np.stack([sx, sy], axis=1))
+            drawings.append(paths)
+        return drawings
+
+
+def _clusters(points_per_object: list[np.ndarray], wcs,
+              shape: tuple[int, int]) -> tuple[Table, np.ndarray]:
+    """Cluster table (HDU 6/7) and mask (HDU 1/2): a 2-sigma ellipse valued by the click count."""
+    rows = []
+    mask = np.zeros(shape)
+    for clicks in points_per_object:
+        if len(clicks) < 3:
+            continue
+        mean = clicks.mean(axis=0)
+        cov = np.cov(clicks.T) + np.eye(2) * 0.25
+        ra, dec = wcs.wcs_pix2world(mean[0], mean[1], 0)
+        scale = np.abs(wcs.wcs.cd[0, 0])
+        rows.append((mean[0], mean[1], cov[0, 0], cov[1, 1], cov[0, 1], float(ra), float(dec),
+                     cov[0, 0] * scale**2, cov[1, 1] * scale**2, cov[0, 1] * scale**2, len(clicks)))
+        eigval, eigvec = np.linalg.eigh(cov)
+        t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        ellipse = (eigvec @ (2 * np.sqrt(eigval)[:, None] * np.stack([np.cos(t), np.sin(t)]))).T
+        one = np.zeros(shape)
+        add_polygon(one, ellipse + mean)
+        mask = np.maximum(mask, one * len(clicks))
+    dtypes = ["f8"] * 10 + ["i8"]
+    table = Table(rows=rows or None, names=CLUSTER_COLUMNS, dtype=dtypes)
+    return table, mask
+
+
+def _paths_table(ids: np.ndarray, stamps: list[str], column: str,
+                 drawings: list[list[np.ndarray]]) -> Table:
+    return Table({
+        "classification_id": ids,
+        "time_stamp": np.array(stamps, dtype="S19"),
+        column: np.array([encode_paths(p) for p in drawings], dtype=bytes),
+    })
+
+
+def _as_gz3d(rng: np.random.Generator, seed: int, index: int, image: np.ndarray,
+             volunteers: _Volunteers, stars: np.ndarray, truth: Truth) -> GZ3DGalaxy:
+    size = image.shape[0]
+    shape = (size, size)
+    # the outlines as stored (0.01 px) are what the masks are made of
+    spiral_drawings = [[np.round(p, 2) for p in d] for d in volunteers.spiral_paths()]
+    bar_drawings = [[np.round(p, 2) for p in d] for d in volunteers.bar_paths()]
+    spiral_votes = rasterise_outlines((p for d in spiral_drawings for p in d), shape)
+    bar_votes = rasterise_outlines((p for d in bar_drawings for p in d), shape)
+    n = volunteers.n
+
+    ra, dec = rng.uniform(0.0, 360.0), np.degrees(np.arcsin(rng.uniform(-0.2, 0.95)))
+    wcs = make_wcs(ra, dec, shape)
+    ids = np.sort(rng.choice(10**9, n, replace=False)).astype(np.int64) + 10**8
+    start = np.datetime64("2017-01-11T00:00:00") + np.int64(rng.integers(0, 3 * 10**7))
+    stamps = [str(start + np.int64(s))[:19]
+              for s in np.sort(rng.integers(0, 10**6, n))]
+    centre_clicks = np.array([truth.centre_x, truth.centre_y]) + rng.normal(0, 0.006 * size, (n, 2))
+    star_clicks = [sp + rng.normal(0, 0.004 * size, (int((rng.random(n) < 0.7).sum()), 2))
+                   for sp in stars]
+    center_table, center_mask = _clusters([centre_clicks], wcs, shape)
+    star_table, star_mask = _clusters(star_clicks, wcs, shape)
+    clicks = Table({
+        "classification_id": ids,
+        "time_stamp": np.array(stamps, dtype="S19"),
+        "center_points": np.array([json.dumps([[round(float(a), 2), round(float(b), 2)]])
+                                   for a, b in centre_clicks], dtype=bytes),
+        "star_points": np.array(["[]"] * n, dtype=bytes),
+    })
+    name = mangaid(seed, index)
+    ifu = float(file_name(seed, index).split("_")[1])
+    ra_h = ra / 15.0
+    iau = (f"J{int(ra_h):02d}{int(ra_h * 60) % 60:02d}{(ra_h * 3600) % 60:05.2f}"
+           f"{'+' if dec >= 0 else '-'}{int(abs(dec)):02d}{int(abs(dec) * 60) % 60:02d}"
+           f"{(abs(dec) * 3600) % 60:04.1f}")
+    metadata = metadata_table(
+        {
+            "ra": ra, "dec": dec, "MANGAID": name, "IAUNAME": iau, "IFUDESIGNSIZE": ifu,
+            "MANGA_TILEID": float(rng.integers(7000, 12000)),
+            "nsa_id": int(rng.integers(10**5, 10**6)),
+            "explorer_link": f"synthetic galaxy {name}: no explorer page",
+            "GZ_total_classifications": n,
+            "GZ_bar_votes": sum(1 for d in bar_drawings if d),
+            "GZ_spiral_votes": sum(1 for d in spiral_drawings if d),
+            "sample": f"synthetic galseg {__version__} seed {seed}",
+        },
+        extra={
+            "SYNTH_KIND": (truth.kind, "S12"),
+            "SYNTH_N_ARMS": (truth.n_arms, "i2"),
+            "SYNTH_PITCH_DEG": (truth.pitch_deg, "f4"),
+            "SYNTH_CHIRALITY": (truth.chirality, "S1"),
+            "SYNTH_INCLINATION_DEG": (truth.inclination_deg, "f4"),
+            "SYNTH_PA_DEG": (truth.position_angle_deg, "f4"),
+            "SYNTH_BARRED": (truth.barred, "?"),
+            "SYNTH_CENTRE_X": (truth.centre_x, "f4"),
+            "SYNTH_CENTRE_Y": (truth.centre_y, "f4"),
+            "SYNTH_SCALE_PX": (truth.scale_length_px, "f4"),
+            "SYNTH_AXIS_RATIO": (truth.axis_ratio, "f4"),
+            "SYNTH_ARM_THETA0_DEG": (truth.arm_theta0_deg, "f4"),
+            "SYNTH_ARM_START_PX": (truth.arm_start_px, "f4"),
+        },
+    )
+    return GZ3DGalaxy(
+        image=image,
+        center_mask=center_mask,
+        star_mask=star_mask,
+        spiral_votes=spiral_votes,
+        bar_votes=bar_votes,
+        metadata=metadata,
+        center_clusters=center_table,
+        star_clusters=star_table,
+        clicks=clicks,
+        spiral_paths=_paths_table(ids, stamps, "spiral_paths", spiral_drawings),
+        bar_paths=_paths_table(ids, stamps, "bar_paths", bar_drawings),
+        wcs=wcs,
+    )
+
+
+# ----------------------------------------------------------------------------- writing a set
+
+
+def _write_one(args: tuple[Path, int, int, int]) -> Path:
+    out, seed, index, size = args
+    path = out / file_name(seed, index)
+    if not path.exists():  # resumable: files appear only when complete (atomic write)
+        write_gz3d(path, synthesize(index, seed=seed, size=size)[0])
+    return path
+
+
+def write_synthetic(out: str | os.PathLike[str], *, n: int, seed: int = 0, size: int = GZ3D_SIZE,
+                    workers: int | None = None) -> Iterator[Path]:
+    """Write galaxies 0..n-1 of ``seed`` as GZ:3D files under ``out``; yields each path as done.
+
+    Files already present are kept, so an interrupted run resumes where it stopped.
+    ``workers`` processes (default: every core) share the work.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(out, seed, i, size) for i in range(n)]
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or n < 16:
+        yield from map(_write_one, jobs)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        yield from pool.map(_write_one, jobs, chunksize=8)
+
+
+def truth_from_metadata(metadata: Table) -> Truth | None:
+    """The generator's truth stored in a synthetic file's metadata, or None for a real galaxy."""
+    if "SYNTH_KIND" not in metadata.colnames:
+        return None
+    row = metadata[0]
+
+    def text(name: str) -> str:
+        value = row[name]
+        return (value.decode() if isinstance(value, bytes) else str(value)).strip()
+
+    return Truth(
+        kind=text("SYNTH_KIND"),
+        n_arms=int(row["SYNTH_N_ARMS"]),
+        pitch_deg=float(row["SYNTH_PITCH_DEG"]),
+        chirality=text("SYNTH_CHIRALITY"),
+        inclination_deg=float(row["SYNTH_INCLINATION_DEG"]),
+        position_angle_deg=float(row["SYNTH_PA_DEG"]),
+        barred=bool(row["SYNTH_BARRED"]),
+        centre_x=float(row["SYNTH_CENTRE_X"]),
+        centre_y=float(row["SYNTH_CENTRE_Y"]),
+        scale_length_px=float(row["SYNTH_SCALE_PX"]),
+        axis_ratio=float(row["SYNTH_AXIS_RATIO"]),
+        arm_theta0_deg=float(row["SYNTH_ARM_THETA0_DEG"]),
+        arm_start_px=float(row["SYNTH_ARM_START_PX"]),
+    )

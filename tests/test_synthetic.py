@@ -1,0 +1,97 @@
+"""Synthetic galaxies: whole vote counts, realistic proportions, deterministic bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from galseg.gz3d import find_gz3d_files, read_gz3d, votes_from_paths
+from galseg.synthetic import synthesize, truth_from_metadata, write_synthetic
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return [synthesize(i, seed=11, size=96) for i in range(240)]
+
+
+def test_vote_counts_are_whole_non_negative_and_mostly_at_most_15(sample):
+    drawn = np.concatenate([g.spiral_votes[g.spiral_votes > 0] for g, _ in sample])
+    assert drawn.size > 0
+    for g, _ in sample:
+        assert np.all(g.spiral_votes == np.round(g.spiral_votes)) and g.spiral_votes.min() >= 0
+        assert np.all(g.bar_votes == np.round(g.bar_votes)) and g.bar_votes.min() >= 0
+    assert np.mean(drawn > 15) < 0.04  # overlapping outlines exceed 15 now and then, as in GZ:3D
+
+
+def test_counts_equal_the_rasterised_raw_outlines(sample):
+    for g, _ in sample[:60]:
+        shape = g.spiral_votes.shape
+        np.testing.assert_array_equal(votes_from_paths(g.spiral_paths["spiral_paths"], shape),
+                                      g.spiral_votes)
+        np.testing.assert_array_equal(votes_from_paths(g.bar_paths["bar_paths"], shape),
+                                      g.bar_votes)
+
+
+def test_about_a_quarter_of_galaxies_have_arm_pixels(sample):
+    with_arms = np.mean([g.spiral_votes.max() > 0 for g, _ in sample])
+    assert 0.15 < with_arms < 0.35
+    # and arms are drawn mostly where the generator put arms
+    drawn_on_spirals = [g.spiral_votes.max() >= 3 for g, t in sample if t.n_arms]
+    drawn_elsewhere = [g.spiral_votes.max() >= 3 for g, t in sample if not t.n_arms]
+    assert np.mean(drawn_on_spirals) > 0.7 and np.mean(drawn_elsewhere) < 0.02
+
+
+def test_about_15_volunteers_and_metadata_agrees(sample):
+    for g, _ in sample[:40]:
+        n = g.n_classifications
+        assert 13 <= n <= 17
+        assert g.metadata["GZ_total_classifications"][0] == n
+        drew = sum(1 for paths in g.spiral_outlines() if paths)
+        assert g.metadata["GZ_spiral_votes"][0] == drew
+
+
+def test_arms_hold_more_votes_on_their_ridge_than_at_their_edge(sample):
+    ridge_means, voted_means = [], []
+    for g, truth in sample:
+        votes = g.spiral_votes
+        if not truth.n_arms or votes.max() < 5:
+            continue
+        radii = truth.arm_start_px * np.geomspace(1.3, 2.0, 8)
+        xy = np.concatenate([truth.ridge_xy(k, radii) for k in range(truth.n_arms)])
+        col, row = np.round(xy).astype(int).T
+        keep = (row >= 0) & (row < votes.shape[0]) & (col >= 0) & (col < votes.shape[1])
+        on_ridge = votes[row[keep], col[keep]]
+        on_ridge = on_ridge[on_ridge > 0]
+        if on_ridge.size:
+            ridge_means.append(on_ridge.mean())
+            voted_means.append(votes[votes > 0].mean())
+    assert len(ridge_means) >= 10
+    assert np.median(np.array(ridge_means) / np.array(voted_means)) > 1.2
+
+
+def test_truth_travels_in_the_metadata(sample):
+    g, truth = next((g, t) for g, t in sample if t.n_arms)
+    back = truth_from_metadata(g.metadata)
+    assert back.n_arms == truth.n_arms and back.barred == truth.barred
+    assert back.chirality == truth.chirality and back.kind == truth.kind
+    assert back.arm_start_px == pytest.approx(truth.arm_start_px, rel=1e-6)
+    assert back.pitch_deg == pytest.approx(truth.pitch_deg, rel=1e-6)
+    assert 5 <= truth.pitch_deg <= 40 and 1 <= truth.n_arms <= 4
+
+
+def test_same_seed_same_bytes_and_galaxies_do_not_depend_on_n(tmp_path):
+    a = sorted(write_synthetic(tmp_path / "a", n=3, seed=5, size=64, workers=1))
+    b = sorted(write_synthetic(tmp_path / "b", n=5, seed=5, size=64, workers=1))
+    c = sorted(write_synthetic(tmp_path / "c", n=3, seed=6, size=64, workers=1))
+    assert [p.name for p in a] == [p.name for p in b[:3]]
+    assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b, strict=False))
+    assert a[0].read_bytes() != c[0].read_bytes()
+    assert read_gz3d(a[0]).mangaid == "S005-000000"
+
+
+def test_synth_is_resumable(tmp_path):
+    first = sorted(write_synthetic(tmp_path, n=2, seed=1, size=48, workers=1))
+    stamp = first[0].stat().st_mtime_ns
+    again = sorted(write_synthetic(tmp_path, n=4, seed=1, size=48, workers=1))
+    assert first[0].stat().st_mtime_ns == stamp and len(again) == 4
+    assert len(find_gz3d_files(tmp_path)) == 4
