@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from galseg import GalsegError, __version__
+from galseg.download import DEFAULT_BASE_URL
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -24,6 +26,28 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from galseg.dataset import prepare
+
+    manifest = prepare(args.gz3d_dir, args.out, size=args.size, test_fraction=args.test_fraction,
+                       seed=args.seed, workers=args.workers)
+    counts = manifest["counts"]
+    print(f"{counts['prepared']} prepared, {counts['skipped']} skipped "
+          f"({counts['train']} train, {counts['test']} test) in {args.out}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from galseg.download import download
+
+    failures = download(args.out, base_url=args.base_url, limit=args.limit, workers=args.workers)
+    for name, error in failures.items():
+        print(f"galseg: failed: {name}: {error}", file=sys.stderr)
+    print(f"download finished in {args.out}: {len(failures)} failed"
+          + ("; rerun the same command to retry them" if failures else ""))
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="galseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galseg {__version__}")
@@ -38,6 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", action=argparse.BooleanOptionalAction, default=True,
                    help="also plot the first 16 galaxies with their votes (preview.png)")
     p.set_defaults(func=_synth)
+
+    p = sub.add_parser("prepare", help="resize GZ:3D files once into a training-ready dataset folder")
+    p.add_argument("gz3d_dir", type=Path, help="folder searched recursively for .fits / .fits.gz")
+    p.add_argument("--out", required=True, type=Path, help="dataset folder")
+    p.add_argument("--size", type=int, default=128, help="side in pixels, a multiple of 16")
+    p.add_argument("--test-fraction", type=float, default=0.25)
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("download", help="fetch the real GZ:3D files (SDSS DR17), resumable")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--limit", type=int, default=None, help="only the first N files of the listing")
+    p.add_argument("--workers", type=int, default=8, help="parallel transfers")
+    p.add_argument("--base-url", default=DEFAULT_BASE_URL)
+    p.set_defaults(func=_download)
     return parser
 
 

@@ -1,0 +1,359 @@
+"""Prepared datasets: GZ:3D files resized once into memory-mapped arrays, a catalogue and a split.
+
+Layout of a dataset folder::
+
+    images.npy     (N, S, S, 3) uint8   RGB, area-averaged to S x S
+    spiral.npy     (N, S, S)    uint8   spiral-arm vote counts, resampled, 0..15
+    bar.npy        (N, S, S)    uint8   bar vote counts, likewise
+    catalogue.ecsv one row per galaxy: identity, source file, arm fractions, split
+    manifest.json  settings, counts, skipped files and why; written last, so its presence
+                   means the dataset is complete
+
+Preparation works in chunks written atomically under ``parts/``; an interrupted run resumes
+from the last finished chunk and ends with the same bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from astropy.table import Table
+
+from galseg import THRESHOLDS, GalsegError, __version__
+from galseg.gz3d import atomic_write_bytes, find_gz3d_files, read_gz3d
+from galseg.progress import progress
+
+MAX_VOTES = 15
+"""Vote maps are clipped here when prepared (the issue's 0..15); every threshold is far below."""
+CHUNK = 256
+MANIFEST = "manifest.json"
+
+
+# ----------------------------------------------------------------------------- resizing
+
+
+def area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights of exact area averaging from n_in to n_out pixels along one axis."""
+    edges_out = np.arange(n_out + 1) * (n_in / n_out)
+    lo = np.maximum(edges_out[:-1, None], np.arange(n_in)[None, :])
+    hi = np.minimum(edges_out[1:, None], np.arange(1, n_in + 1)[None, :])
+    weights = np.clip(hi - lo, 0, None)
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Area-average an (H, W, 3) uint8 image to (size, size, 3) uint8."""
+    rows, cols = area_matrix(image.shape[0], size), area_matrix(image.shape[1], size)
+    planes = image.astype(np.float32).transpose(2, 0, 1)
+    out = rows @ planes @ cols.T
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def resize_votes(votes: np.ndarray, size: int) -> np.ndarray:
+    """Resample a vote-count map to (size, size) whole counts in 0..15 (area mean, rounded).
+
+    Rounding the area mean keeps a pixel at >= th votes when most of its area is, so each
+    threshold mask shrinks like the binary mask itself would.
+    """
+    rows, cols = area_matrix(votes.shape[0], size), area_matrix(votes.shape[1], size)
+    out = rows @ votes.astype(np.float32) @ cols.T
+    return np.clip(np.rint(out), 0, MAX_VOTES).astype(np.uint8)
+
+
+def arm_fractions(votes: np.ndarray) -> np.ndarray:
+    """Fraction of pixels with votes >= th for th = 1..6, shape (6,) (or (N, 6) for a stack)."""
+    thresholds = np.asarray(THRESHOLDS)
+    flat = votes.reshape(*votes.shape[:-2], -1)
+    return (flat[..., None, :] >= thresholds[:, None]).mean(axis=-1)
+
+
+# ----------------------------------------------------------------------------- the split
+
+
+def split_unit(mangaid: str, seed: int, stratum: str) -> float:
+    """A number in [0, 1) that depends only on the galaxy, the seed and its stratum."""
+    digest = hashlib.sha256(f"{seed}:{stratum}:{mangaid}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_split(mangaids: Sequence[str], has_arms: Sequence[bool], *, seed: int,
+                 test_fraction: float) -> np.ndarray:
+    """'train' or 'test' for each galaxy, by hashing its MANGAID with the seed.
+
+    A pure function of (MANGAID, has-arms, seed): a galaxy never changes split when files are
+    added. The hash is salted by stratum (with or without arms), so both splits hold the same
+    share of galaxies with arms up to sampling noise.
+    """
+    if not 0 < test_fraction < 1:
+        raise GalsegError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
+    units = [split_unit(m, seed, "arms" if a else "none") for m, a in zip(mangaids, has_arms, strict=True)]
+    return np.where(np.array(units) < test_fraction, "test", "train")
+
+
+# ----------------------------------------------------------------------------- preparing
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    source: str
+    error: str | None = None
+    mangaid: str = ""
+    ra: float = 0.0
+    dec: float = 0.0
+    n_classifications: int = 0
+    image: np.ndarray | None = None
+    spiral: np.ndarray | None = None
+    bar: np.ndarray | None = None
+
+
+def _prepare_one(args: tuple[Path, Path, int]) -> _Prepared:
+    path, root, size = args
+    source = str(path.relative_to(root))
+    try:
+        galaxy = read_gz3d(path)
+    except GalsegError as exc:
+        return _Prepared(source, error=str(exc).removeprefix(f"{path}: "))
+    meta = galaxy.metadata
+    return _Prepared(
+        source=source,
+        mangaid=galaxy.mangaid,
+        ra=float(meta["ra"][0]),
+        dec=float(meta["dec"][0]),
+        n_classifications=galaxy.n_classifications,
+        image=resize_image(galaxy.image, size),
+        spiral=resize_votes(galaxy.spiral_votes, size),
+        bar=resize_votes(galaxy.bar_votes, size),
+    )
+
+
+def _save_chunk(path: Path, results: list[_Prepared], size: int) -> None:
+    good = [r for r in results if r.error is None]
+    records = [{"source": r.source, "error": r.error, "mangaid": r.mangaid, "ra": r.ra, "dec": r.dec,
+                "n_classifications": r.n_classifications} for r in results]
+    arrays = {
+        "images": np.stack([r.image for r in good]) if good else np.zeros((0, size, size, 3), np.uint8),
+        "spiral": np.stack([r.spiral for r in good]) if good else np.zeros((0, size, size), np.uint8),
+        "bar": np.stack([r.bar for r in good]) if good else np.zeros((0, size, size), np.uint8),
+        "records": np.frombuffer(json.dumps(records).encode(), dtype=np.uint8),
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def prepare(gz3d_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, size: int = 128,
+            test_fraction: float = 0.25, seed: int = 0, workers: int = 1,
+            show_progress: bool = True) -> dict:
+    """Prepare every GZ:3D file under ``gz3d_dir`` into a dataset folder ``out``.
+
+    Bad files are skipped and listed in the manifest with the reason. Returns the manifest.
+    Memory stays flat: one chunk of resized galaxies at a time, however many files.
+    """
+    if size < 16 or size % 16:
+        raise GalsegError(f"--size {size}: use a multiple of 16 (the U-Net halves it 4 times)")
+    root = Path(gz3d_dir)
+    files = find_gz3d_files(root)
+    if not files:
+        raise GalsegError(f"{root}: no .fits or .fits.gz files found")
+    out = Path(out)
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    settings = {"size": size, "seed": seed, "test_fraction": test_fraction,
+                "files": [str(p.relative_to(root)) for p in files]}
+    settings_file = parts / "settings.json"
+    if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
+        raise GalsegError(f"{out}: holds an unfinished dataset made with other settings or files; "
+                          "remove the folder or use another --out")
+    atomic_write_bytes(settings_file, json.dumps(settings).encode())
+
+    chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        bar = progress(range(len(files)), label="prepare", enabled=show_progress)
+        for number, chunk in enumerate(chunks):
+            target = parts / f"chunk_{number:06d}.npz"
+            jobs = [(p, root, size) for p in chunk]
+            if not target.exists():
+                results = list(pool.map(_prepare_one, jobs, chunksize=4) if pool else map(_prepare_one, jobs))
+                _save_chunk(target, results, size)
+            for _ in chunk:
+                next(bar, None)
+    finally:
+        if pool:
+            pool.shutdown()
+    manifest = _assemble(out, parts, len(chunks), size=size, seed=seed, test_fraction=test_fraction)
+    shutil.rmtree(parts)
+    return manifest
+
+
+def _assemble(out: Path, parts: Path, n_chunks: int, *, size: int, seed: int, test_fraction: float) -> dict:
+    """Concatenate the chunks into the final arrays, catalogue and manifest, one chunk at a time."""
+    per_chunk: list[list[dict]] = []
+    for number in range(n_chunks):
+        with np.load(parts / f"chunk_{number:06d}.npz") as chunk:
+            records = json.loads(chunk["records"].tobytes())
+        saved = 0
+        for r in records:  # where each readable galaxy sits in its chunk's arrays
+            r["row"] = saved if r["error"] is None else -1
+            saved += r["error"] is None
+        per_chunk.append(records)
+    records = [r for chunk in per_chunk for r in chunk]
+    seen: dict[str, str] = {}
+    for r in records:  # a galaxy must appear once, or it could sit in both splits
+        if r["error"] is None and r["mangaid"] in seen:
+            r["error"] = f"duplicate MANGAID {r['mangaid']} (also in {seen[r['mangaid']]})"
+        elif r["error"] is None:
+            seen[r["mangaid"]] = r["source"]
+    good = [r for r in records if r["error"] is None]
+    n = len(good)
+    shapes = {"images": (n, size, size, 3), "spiral": (n, size, size), "bar": (n, size, size)}
+    arrays = {name: np.lib.format.open_memmap(out / f".{name}.npy.part", mode="w+", dtype=np.uint8,
+                                              shape=shape) for name, shape in shapes.items()}
+    row = 0
+    for number, chunk_records in enumerate(per_chunk):
+        keep = [r["row"] for r in chunk_records if r["error"] is None]
+        with np.load(parts / f"chunk_{number:06d}.npz") as chunk:
+            for name, array in arrays.items():
+                array[row : row + len(keep)] = chunk[name][keep]
+        row += len(keep)
+    fractions = np.concatenate([arm_fractions(arrays["spiral"][i : i + 512]) for i in range(0, n, 512)]
+                               or [np.zeros((0, len(THRESHOLDS)))])
+    for name, array in arrays.items():
+        array.flush()
+        os.replace(out / f".{name}.npy.part", out / f"{name}.npy")
+    del arrays
+
+    mangaids = [r["mangaid"] for r in good]
+    has_arms = fractions[:, 0] > 0
+    split = assign_split(mangaids, has_arms, seed=seed, test_fraction=test_fraction)
+    catalogue = Table({
+        "INDEX": np.arange(n, dtype=np.int64),
+        "MANGAID": np.array(mangaids, dtype="U11"),
+        "RA": np.array([r["ra"] for r in good], dtype=np.float64),
+        "DEC": np.array([r["dec"] for r in good], dtype=np.float64),
+        "N_CLASSIFICATIONS": np.array([r["n_classifications"] for r in good], dtype=np.int16),
+        "SOURCE_FILE": np.array([r["source"] for r in good], dtype=str),
+        **{f"ARM_FRACTION_TH{th}": fractions[:, k].astype(np.float32) for k, th in enumerate(THRESHOLDS)},
+        "SPLIT": split.astype("U5"),
+    })
+    catalogue.meta.update({"galseg_version": __version__, "size_px": size, "seed": seed})
+    tmp = out / ".catalogue.ecsv.part"
+    catalogue.write(tmp, format="ascii.ecsv", overwrite=True)
+    os.replace(tmp, out / "catalogue.ecsv")
+    test = split == "test"
+    manifest = {
+        "galseg_version": __version__,
+        "size": size,
+        "seed": seed,
+        "test_fraction": test_fraction,
+        "counts": {
+            "files": len(records),
+            "prepared": n,
+            "skipped": len(records) - n,
+            "train": int((~test).sum()),
+            "test": int(test.sum()),
+            "with_arms_train": int((has_arms & ~test).sum()),
+            "with_arms_test": int((has_arms & test).sum()),
+        },
+        "skipped": [{"file": r["source"], "reason": r["error"]} for r in records if r["error"]],
+    }
+    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    return manifest
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A prepared dataset folder, opened read-only by memory map."""
+
+    folder: Path
+    manifest: dict
+    catalogue: Table
+
+    @property
+    def size(self) -> int:
+        return int(self.manifest["size"])
+
+    def array(self, name: str) -> np.ndarray:
+        """``images``, ``spiral`` or ``bar`` as a read-only memory map."""
+        return np.load(self.folder / f"{name}.npy", mmap_mode="r")
+
+    def indices(self, split: str | None) -> np.ndarray:
+        """Rows of the given split ('train', 'test') or of all galaxies (None)."""
+        if split is None:
+            return np.asarray(self.catalogue["INDEX"])
+        return np.asarray(self.catalogue["INDEX"][self.catalogue["SPLIT"] == split])
+
+
+def open_dataset(folder: str | os.PathLike[str]) -> PreparedDataset:
+    """Open a prepared dataset, with a clear error when it is missing or unfinished."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        hint = " (unfinished: rerun galseg prepare to complete it)" if (folder / "parts").exists() else ""
+        raise GalsegError(f"{folder}: not a prepared galseg dataset, {MANIFEST} is missing{hint}")
+    manifest = json.loads(manifest_path.read_text())
+    catalogue = Table.read(folder / "catalogue.ecsv", format="ascii.ecsv")
+    return PreparedDataset(folder, manifest, catalogue)
+
+
+# The eight symmetries of the square: galaxies have no preferred orientation.
+DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
+
+
+def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Rotate the last two axes by k quarter turns, after a left-right flip if ``flip``."""
+    if flip:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, k, dims=(-2, -1)) if k else x
+
+
+class ArmDataset(torch.utils.data.Dataset):
+    """(image, target) pairs from a prepared dataset.
+
+    image: float32 (3, S, S) in [0, 1]. target: int64 (S, S) class indices ``votes >= threshold``
+    for a single-threshold model, or the raw vote counts (int64, 0..15) when ``threshold`` is
+    None, for models that learn all six levels at once. With ``augment``, one of the eight
+    flips/rotations is drawn per item and applied identically to image and target.
+    """
+
+    def __init__(self, dataset: PreparedDataset, *, split: str | None = "train",
+                 threshold: int | None = 3, augment: bool = False,
+                 indices: Sequence[int] | None = None) -> None:
+        self.folder = dataset.folder
+        self.rows = np.asarray(indices if indices is not None else dataset.indices(split), dtype=np.int64)
+        self.threshold = threshold
+        self.augment = augment
+        self._images: np.ndarray | None = None
+        self._votes: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _open(self) -> None:  # lazily, so each DataLoader worker maps the files itself
+        self._images = np.load(self.folder / "images.npy", mmap_mode="r")
+        self._votes = np.load(self.folder / "spiral.npy", mmap_mode="r")
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._images is None:
+            self._open()
+        row = self.rows[item]
+        image = torch.from_numpy(np.array(self._images[row])).permute(2, 0, 1).float().div_(255.0)
+        votes = torch.from_numpy(np.array(self._votes[row])).long()
+        target = votes if self.threshold is None else (votes >= self.threshold).long()
+        if self.augment:
+            k, flip = DIHEDRAL[int(torch.randint(len(DIHEDRAL), ()))]
+            image, target = dihedral(image, k, flip), dihedral(target, k, flip)
+        return image.contiguous(), target.contiguous()

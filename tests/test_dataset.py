@@ -1,0 +1,175 @@
+"""Prepared datasets: resized arrays that match the FITS files, a stable stratified split,
+bad files skipped, resumable preparation, and the torch Dataset with its augmentation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from galseg import GalsegError
+from galseg.dataset import (
+    ArmDataset,
+    area_matrix,
+    assign_split,
+    open_dataset,
+    prepare,
+    resize_image,
+    resize_votes,
+)
+from galseg.gz3d import find_gz3d_files, read_gz3d
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def prepared(gz3d_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "data"
+    prepare(gz3d_dir, out, size=SIZE, seed=0, show_progress=False)
+    return open_dataset(out)
+
+
+def test_area_average_preserves_the_mean_and_integer_factors_are_block_means():
+    weights = area_matrix(96, 32)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    image = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    small = resize_image(image, 32)
+    blocks = image.reshape(32, 3, 32, 3, 3).astype(float).mean(axis=(1, 3))
+    np.testing.assert_array_equal(small, np.rint(blocks).astype(np.uint8))
+
+
+def test_resized_votes_are_whole_counts_in_0_to_15():
+    votes = np.zeros((96, 96))
+    votes[10:40, 10:40] = 20  # above 15: clipped, as the method says
+    votes[50:60, 51:54] = 4  # covers output pixel (17, 17) fully
+    small = resize_votes(votes, 32)
+    assert small.dtype == np.uint8 and small.max() == 15
+    assert small[5, 5] == 15 and small[17, 17] == 4 and small[0, 0] == 0
+
+
+def test_prepared_masks_match_the_fits_files(prepared, gz3d_dir):
+    images, spiral = prepared.array("images"), prepared.array("spiral")
+    assert images.shape == (60, SIZE, SIZE, 3) and spiral.shape == (60, SIZE, SIZE)
+    for row in prepared.catalogue[:12]:
+        galaxy = read_gz3d(gz3d_dir / row["SOURCE_FILE"])
+        assert galaxy.mangaid == row["MANGAID"]
+        for th in (1, 3, 6):
+            expected = resize_votes(galaxy.spiral_votes, SIZE) >= th
+            np.testing.assert_array_equal(spiral[row["INDEX"]] >= th, expected)
+            assert row[f"ARM_FRACTION_TH{th}"] == pytest.approx(expected.mean())
+        np.testing.assert_array_equal(images[row["INDEX"]], resize_image(galaxy.image, SIZE))
+    # nested thresholds: a pixel with >= 4 votes has >= 3
+    assert np.all((spiral >= 4) <= (spiral >= 3))
+
+
+def test_split_is_stable_stratified_and_a_pure_function_of_the_galaxy():
+    ids = [f"1-{i}" for i in range(20000)]
+    arms = np.arange(20000) % 4 == 0
+    split = assign_split(ids, arms, seed=0, test_fraction=0.25)
+    for stratum in (arms, ~arms):
+        assert np.mean(split[stratum] == "test") == pytest.approx(0.25, abs=0.015)
+    more = assign_split(ids + [f"2-{i}" for i in range(500)], list(arms) + [True] * 500, seed=0,
+                        test_fraction=0.25)
+    np.testing.assert_array_equal(more[:20000], split)
+    other_seed = assign_split(ids, arms, seed=1, test_fraction=0.25)
+    assert np.mean(other_seed != split) > 0.2
+
+
+def test_split_survives_adding_files(gz3d_dir, prepared, tmp_path):
+    from galseg.synthetic import write_synthetic
+
+    bigger = tmp_path / "gz3d"
+    shutil.copytree(gz3d_dir, bigger)
+    list(write_synthetic(bigger, n=70, seed=7, size=96, workers=1))  # galaxies 60..69 are new
+    prepare(bigger, tmp_path / "more", size=SIZE, show_progress=False)
+    more = open_dataset(tmp_path / "more")
+    before = dict(zip(prepared.catalogue["MANGAID"], prepared.catalogue["SPLIT"], strict=True))
+    after = dict(zip(more.catalogue["MANGAID"], more.catalogue["SPLIT"], strict=True))
+    assert len(after) == 70 and all(after[m] == s for m, s in before.items())
+
+
+def test_bad_files_are_skipped_and_reported(gz3d_dir, tmp_path, capsys):
+    from galseg.cli import main
+
+    folder = tmp_path / "gz3d"
+    shutil.copytree(gz3d_dir, folder)
+    (folder / "junk.fits").write_text("not fits at all")
+    good = find_gz3d_files(gz3d_dir)[0].read_bytes()
+    (folder / "sub").mkdir()
+    (folder / "sub" / "cut.fits.gz").write_bytes(good[: len(good) // 3])
+    assert main(["prepare", str(folder), "--out", str(tmp_path / "ds"), "--size", "32",
+                 "--workers", "2"]) == 0
+    assert "60 prepared, 2 skipped" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    reasons = {s["file"]: s["reason"] for s in manifest["skipped"]}
+    assert set(reasons) == {"junk.fits", "sub/cut.fits.gz"}
+    assert "not a readable GZ:3D FITS file" in reasons["junk.fits"]
+
+
+def test_interrupted_prepare_resumes_to_the_same_bytes(gz3d_dir, prepared, tmp_path, monkeypatch):
+    import galseg.dataset as dataset
+
+    monkeypatch.setattr(dataset, "CHUNK", 16)
+    clean = tmp_path / "clean"
+    prepare(gz3d_dir, clean, size=SIZE, show_progress=False)
+
+    calls = {"n": 0}
+    real_save = dataset._save_chunk
+
+    def dies_on_third_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_save(*args, **kwargs)
+
+    resumed = tmp_path / "resumed"
+    monkeypatch.setattr(dataset, "_save_chunk", dies_on_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(gz3d_dir, resumed, size=SIZE, show_progress=False)
+    assert not (resumed / "manifest.json").exists()
+    with pytest.raises(GalsegError, match="unfinished: rerun galseg prepare"):
+        open_dataset(resumed)
+    assert len(list((resumed / "parts").glob("chunk_*.npz"))) == 2
+    monkeypatch.setattr(dataset, "_save_chunk", real_save)
+    prepare(gz3d_dir, resumed, size=SIZE, show_progress=False)
+    for name in ("images.npy", "spiral.npy", "bar.npy", "catalogue.ecsv", "manifest.json"):
+        assert (resumed / name).read_bytes() == (clean / name).read_bytes(), name
+    assert not (resumed / "parts").exists()
+
+
+def test_dataset_targets_and_augmentation(prepared):
+    plain = ArmDataset(prepared, split="train", threshold=3)
+    votes = ArmDataset(prepared, split="train", threshold=None)
+    image, target = plain[0]
+    assert image.shape == (3, SIZE, SIZE) and image.dtype == torch.float32
+    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert target.dtype == torch.int64 and set(target.unique().tolist()) <= {0, 1}
+    np.testing.assert_array_equal(target.numpy(), (votes[0][1] >= 3).numpy())
+    assert len(plain) + len(ArmDataset(prepared, split="test")) == 60
+
+    augmented = ArmDataset(prepared, split="train", threshold=None, augment=True)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(40):
+        aug_image, aug_votes = augmented[0]
+        # the same transform moved image and target together: find it among the eight
+        matches = [(k, f) for k in range(4) for f in (False, True)
+                   if torch.equal(aug_image, _dihedral(image, k, f))
+                   and torch.equal(aug_votes, _dihedral(votes[0][1], k, f))]
+        assert matches, "image and target were transformed differently"
+        seen.add(matches[0])
+    assert len(seen) >= 6
+
+
+def _dihedral(x, k, flip):
+    if flip:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, k, dims=(-2, -1))
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    with pytest.raises(GalsegError, match="not a prepared galseg dataset"):
+        open_dataset(tmp_path)
