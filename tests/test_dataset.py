@@ -71,8 +71,9 @@ def test_split_is_stable_stratified_and_a_pure_function_of_the_galaxy():
     split = assign_split(ids, arms, seed=0, test_fraction=0.25)
     for stratum in (arms, ~arms):
         assert np.mean(split[stratum] == "test") == pytest.approx(0.25, abs=0.015)
-    more = assign_split(ids + [f"2-{i}" for i in range(500)], list(arms) + [True] * 500, seed=0,
-                        test_fraction=0.25)
+    more = assign_split(
+        ids + [f"2-{i}" for i in range(500)], list(arms) + [True] * 500, seed=0, test_fraction=0.25
+    )
     np.testing.assert_array_equal(more[:20000], split)
     other_seed = assign_split(ids, arms, seed=1, test_fraction=0.25)
     assert np.mean(other_seed != split) > 0.2
@@ -100,8 +101,9 @@ def test_bad_files_are_skipped_and_reported(gz3d_dir, tmp_path, capsys):
     good = find_gz3d_files(gz3d_dir)[0].read_bytes()
     (folder / "sub").mkdir()
     (folder / "sub" / "cut.fits.gz").write_bytes(good[: len(good) // 3])
-    assert main(["prepare", str(folder), "--out", str(tmp_path / "ds"), "--size", "32",
-                 "--workers", "2"]) == 0
+    assert (
+        main(["prepare", str(folder), "--out", str(tmp_path / "ds"), "--size", "32", "--workers", "2"]) == 0
+    )
     assert "60 prepared, 2 skipped" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     reasons = {s["file"]: s["reason"] for s in manifest["skipped"]}
@@ -156,9 +158,13 @@ def test_dataset_targets_and_augmentation(prepared):
     for _ in range(40):
         aug_image, aug_votes = augmented[0]
         # the same transform moved image and target together: find it among the eight
-        matches = [(k, f) for k in range(4) for f in (False, True)
-                   if torch.equal(aug_image, _dihedral(image, k, f))
-                   and torch.equal(aug_votes, _dihedral(votes[0][1], k, f))]
+        matches = [
+            (k, f)
+            for k in range(4)
+            for f in (False, True)
+            if torch.equal(aug_image, _dihedral(image, k, f))
+            and torch.equal(aug_votes, _dihedral(votes[0][1], k, f))
+        ]
         assert matches, "image and target were transformed differently"
         seen.add(matches[0])
     assert len(seen) >= 6

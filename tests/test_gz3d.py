@@ -39,8 +39,7 @@ def test_round_trip_keeps_every_hdu(tmp_path, spiral, name):
     for field in ("center_mask", "star_mask", "spiral_votes", "bar_votes"):
         np.testing.assert_array_equal(getattr(back, field), getattr(spiral, field))
         assert getattr(back, field).dtype == np.float64
-    for field in ("metadata", "center_clusters", "star_clusters", "clicks", "spiral_paths",
-                  "bar_paths"):
+    for field in ("metadata", "center_clusters", "star_clusters", "clicks", "spiral_paths", "bar_paths"):
         ours, theirs = getattr(spiral, field), getattr(back, field)
         assert ours.colnames == theirs.colnames, field
         for column in ours.colnames:

@@ -26,10 +26,8 @@ def test_vote_counts_are_whole_non_negative_and_mostly_at_most_15(sample):
 def test_counts_equal_the_rasterised_raw_outlines(sample):
     for g, _ in sample[:60]:
         shape = g.spiral_votes.shape
-        np.testing.assert_array_equal(votes_from_paths(g.spiral_paths["spiral_paths"], shape),
-                                      g.spiral_votes)
-        np.testing.assert_array_equal(votes_from_paths(g.bar_paths["bar_paths"], shape),
-                                      g.bar_votes)
+        np.testing.assert_array_equal(votes_from_paths(g.spiral_paths["spiral_paths"], shape), g.spiral_votes)
+        np.testing.assert_array_equal(votes_from_paths(g.bar_paths["bar_paths"], shape), g.bar_votes)
 
 
 def test_about_a_quarter_of_galaxies_have_arm_pixels(sample):

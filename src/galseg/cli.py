@@ -17,9 +17,13 @@ def _synth(args: argparse.Namespace) -> int:
     from galseg.progress import progress
     from galseg.synthetic import write_synthetic
 
-    paths = list(progress(write_synthetic(args.out, n=args.n, seed=args.seed, size=args.size,
-                                          workers=args.workers),
-                          total=args.n, label="synth"))
+    paths = list(
+        progress(
+            write_synthetic(args.out, n=args.n, seed=args.seed, size=args.size, workers=args.workers),
+            total=args.n,
+            label="synth",
+        )
+    )
     if args.preview:
         gz3d_preview(paths[:16], Path(args.out) / "preview.png")
     print(f"{len(paths)} synthetic galaxies in {args.out}")
@@ -29,11 +33,19 @@ def _synth(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from galseg.dataset import prepare
 
-    manifest = prepare(args.gz3d_dir, args.out, size=args.size, test_fraction=args.test_fraction,
-                       seed=args.seed, workers=args.workers)
+    manifest = prepare(
+        args.gz3d_dir,
+        args.out,
+        size=args.size,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        workers=args.workers,
+    )
     counts = manifest["counts"]
-    print(f"{counts['prepared']} prepared, {counts['skipped']} skipped "
-          f"({counts['train']} train, {counts['test']} test) in {args.out}")
+    print(
+        f"{counts['prepared']} prepared, {counts['skipped']} skipped "
+        f"({counts['train']} train, {counts['test']} test) in {args.out}"
+    )
     return 0
 
 
@@ -43,9 +55,44 @@ def _download(args: argparse.Namespace) -> int:
     failures = download(args.out, base_url=args.base_url, limit=args.limit, workers=args.workers)
     for name, error in failures.items():
         print(f"galseg: failed: {name}: {error}", file=sys.stderr)
-    print(f"download finished in {args.out}: {len(failures)} failed"
-          + ("; rerun the same command to retry them" if failures else ""))
+    print(
+        f"download finished in {args.out}: {len(failures)} failed"
+        + ("; rerun the same command to retry them" if failures else "")
+    )
     return 1 if failures else 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from galseg.plots import training_curves
+    from galseg.train import TrainConfig, parse_thresholds, train
+
+    config = TrainConfig(
+        dataset=str(args.dataset),
+        out=str(args.out),
+        thresholds=parse_thresholds(args.thresholds),
+        preset=args.preset,
+        head=args.head,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        device=args.device,
+        augment=args.augment,
+        seed=args.seed,
+        patience=args.patience,
+        batch_norm=args.batch_norm,
+        steps_per_epoch=args.steps_per_epoch,
+    )
+
+    def figure_3(folder: Path, name: str, state) -> None:
+        training_curves(
+            state.history,
+            folder / "curves.png",
+            title=f"{name} ({config.preset} preset)",
+            best_epoch=state.best_epoch,
+        )
+
+    train(config, resume=args.resume, on_epoch=figure_3, log=lambda line: print(line, flush=True))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=525, help="image side in pixels (GZ:3D: 525)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
-    p.add_argument("--preview", action=argparse.BooleanOptionalAction, default=True,
-                   help="also plot the first 16 galaxies with their votes (preview.png)")
+    p.add_argument(
+        "--preview",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also plot the first 16 galaxies with their votes (preview.png)",
+    )
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("prepare", help="resize GZ:3D files once into a training-ready dataset folder")
@@ -78,6 +129,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=8, help="parallel transfers")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL)
     p.set_defaults(func=_download)
+
+    p = sub.add_parser("train", help="train U-Nets on a prepared dataset (one per threshold, or one for all)")
+    p.add_argument("dataset", type=Path, help="a folder made by galseg prepare")
+    p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument("--thresholds", default="1-6", help="vote thresholds: 1-6, 3, or 1,3,5")
+    p.add_argument("--preset", default="small", help="paper (34.5 M parameters), small (CPU) or tiny")
+    p.add_argument(
+        "--head",
+        default="binary",
+        choices=["binary", "multi"],
+        help="binary: one 2-class net per threshold (the paper); multi: one net for all",
+    )
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="random flips and quarter turns of each training image",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--patience", type=int, default=5, help="stop after this many epochs without a better test loss"
+    )
+    p.add_argument(
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="batch normalisation after each convolution (not in the paper)",
+    )
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="cap batches per epoch (quick runs)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.set_defaults(func=_train)
     return parser
 
 

@@ -85,8 +85,9 @@ def split_unit(mangaid: str, seed: int, stratum: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_split(mangaids: Sequence[str], has_arms: Sequence[bool], *, seed: int,
-                 test_fraction: float) -> np.ndarray:
+def assign_split(
+    mangaids: Sequence[str], has_arms: Sequence[bool], *, seed: int, test_fraction: float
+) -> np.ndarray:
     """'train' or 'test' for each galaxy, by hashing its MANGAID with the seed.
 
     A pure function of (MANGAID, has-arms, seed): a galaxy never changes split when files are
@@ -137,8 +138,17 @@ def _prepare_one(args: tuple[Path, Path, int]) -> _Prepared:
 
 def _save_chunk(path: Path, results: list[_Prepared], size: int) -> None:
     good = [r for r in results if r.error is None]
-    records = [{"source": r.source, "error": r.error, "mangaid": r.mangaid, "ra": r.ra, "dec": r.dec,
-                "n_classifications": r.n_classifications} for r in results]
+    records = [
+        {
+            "source": r.source,
+            "error": r.error,
+            "mangaid": r.mangaid,
+            "ra": r.ra,
+            "dec": r.dec,
+            "n_classifications": r.n_classifications,
+        }
+        for r in results
+    ]
     arrays = {
         "images": np.stack([r.image for r in good]) if good else np.zeros((0, size, size, 3), np.uint8),
         "spiral": np.stack([r.spiral for r in good]) if good else np.zeros((0, size, size), np.uint8),
@@ -151,9 +161,16 @@ def _save_chunk(path: Path, results: list[_Prepared], size: int) -> None:
     os.replace(tmp, path)
 
 
-def prepare(gz3d_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, size: int = 128,
-            test_fraction: float = 0.25, seed: int = 0, workers: int = 1,
-            show_progress: bool = True) -> dict:
+def prepare(
+    gz3d_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    size: int = 128,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    workers: int = 1,
+    show_progress: bool = True,
+) -> dict:
     """Prepare every GZ:3D file under ``gz3d_dir`` into a dataset folder ``out``.
 
     Bad files are skipped and listed in the manifest with the reason. Returns the manifest.
@@ -168,12 +185,18 @@ def prepare(gz3d_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, si
     out = Path(out)
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    settings = {"size": size, "seed": seed, "test_fraction": test_fraction,
-                "files": [str(p.relative_to(root)) for p in files]}
+    settings = {
+        "size": size,
+        "seed": seed,
+        "test_fraction": test_fraction,
+        "files": [str(p.relative_to(root)) for p in files],
+    }
     settings_file = parts / "settings.json"
     if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
-        raise GalsegError(f"{out}: holds an unfinished dataset made with other settings or files; "
-                          "remove the folder or use another --out")
+        raise GalsegError(
+            f"{out}: holds an unfinished dataset made with other settings or files; "
+            "remove the folder or use another --out"
+        )
     atomic_write_bytes(settings_file, json.dumps(settings).encode())
 
     chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
@@ -217,8 +240,10 @@ def _assemble(out: Path, parts: Path, n_chunks: int, *, size: int, seed: int, te
     good = [r for r in records if r["error"] is None]
     n = len(good)
     shapes = {"images": (n, size, size, 3), "spiral": (n, size, size), "bar": (n, size, size)}
-    arrays = {name: np.lib.format.open_memmap(out / f".{name}.npy.part", mode="w+", dtype=np.uint8,
-                                              shape=shape) for name, shape in shapes.items()}
+    arrays = {
+        name: np.lib.format.open_memmap(out / f".{name}.npy.part", mode="w+", dtype=np.uint8, shape=shape)
+        for name, shape in shapes.items()
+    }
     row = 0
     for number, chunk_records in enumerate(per_chunk):
         keep = [r["row"] for r in chunk_records if r["error"] is None]
@@ -226,8 +251,10 @@ def _assemble(out: Path, parts: Path, n_chunks: int, *, size: int, seed: int, te
             for name, array in arrays.items():
                 array[row : row + len(keep)] = chunk[name][keep]
         row += len(keep)
-    fractions = np.concatenate([arm_fractions(arrays["spiral"][i : i + 512]) for i in range(0, n, 512)]
-                               or [np.zeros((0, len(THRESHOLDS)))])
+    fractions = np.concatenate(
+        [arm_fractions(arrays["spiral"][i : i + 512]) for i in range(0, n, 512)]
+        or [np.zeros((0, len(THRESHOLDS)))]
+    )
     for name, array in arrays.items():
         array.flush()
         os.replace(out / f".{name}.npy.part", out / f"{name}.npy")
@@ -236,16 +263,18 @@ def _assemble(out: Path, parts: Path, n_chunks: int, *, size: int, seed: int, te
     mangaids = [r["mangaid"] for r in good]
     has_arms = fractions[:, 0] > 0
     split = assign_split(mangaids, has_arms, seed=seed, test_fraction=test_fraction)
-    catalogue = Table({
-        "INDEX": np.arange(n, dtype=np.int64),
-        "MANGAID": np.array(mangaids, dtype="U11"),
-        "RA": np.array([r["ra"] for r in good], dtype=np.float64),
-        "DEC": np.array([r["dec"] for r in good], dtype=np.float64),
-        "N_CLASSIFICATIONS": np.array([r["n_classifications"] for r in good], dtype=np.int16),
-        "SOURCE_FILE": np.array([r["source"] for r in good], dtype=str),
-        **{f"ARM_FRACTION_TH{th}": fractions[:, k].astype(np.float32) for k, th in enumerate(THRESHOLDS)},
-        "SPLIT": split.astype("U5"),
-    })
+    catalogue = Table(
+        {
+            "INDEX": np.arange(n, dtype=np.int64),
+            "MANGAID": np.array(mangaids, dtype="U11"),
+            "RA": np.array([r["ra"] for r in good], dtype=np.float64),
+            "DEC": np.array([r["dec"] for r in good], dtype=np.float64),
+            "N_CLASSIFICATIONS": np.array([r["n_classifications"] for r in good], dtype=np.int16),
+            "SOURCE_FILE": np.array([r["source"] for r in good], dtype=str),
+            **{f"ARM_FRACTION_TH{th}": fractions[:, k].astype(np.float32) for k, th in enumerate(THRESHOLDS)},
+            "SPLIT": split.astype("U5"),
+        }
+    )
     catalogue.meta.update({"galseg_version": __version__, "size_px": size, "seed": seed})
     tmp = out / ".catalogue.ecsv.part"
     catalogue.write(tmp, format="ascii.ecsv", overwrite=True)
@@ -329,9 +358,15 @@ class ArmDataset(torch.utils.data.Dataset):
     flips/rotations is drawn per item and applied identically to image and target.
     """
 
-    def __init__(self, dataset: PreparedDataset, *, split: str | None = "train",
-                 threshold: int | None = 3, augment: bool = False,
-                 indices: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        dataset: PreparedDataset,
+        *,
+        split: str | None = "train",
+        threshold: int | None = 3,
+        augment: bool = False,
+        indices: Sequence[int] | None = None,
+    ) -> None:
         self.folder = dataset.folder
         self.rows = np.asarray(indices if indices is not None else dataset.indices(split), dtype=np.int64)
         self.threshold = threshold

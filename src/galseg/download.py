@@ -71,8 +71,15 @@ def fetch(url: str, target: Path, *, retries: int = 3, backoff_s: float = 1.0) -
     return error
 
 
-def download(out: str | os.PathLike[str], *, base_url: str = DEFAULT_BASE_URL, limit: int | None = None,
-             workers: int = 8, retries: int = 3, show_progress: bool = True) -> dict[str, str]:
+def download(
+    out: str | os.PathLike[str],
+    *,
+    base_url: str = DEFAULT_BASE_URL,
+    limit: int | None = None,
+    workers: int = 8,
+    retries: int = 3,
+    show_progress: bool = True,
+) -> dict[str, str]:
     """Fetch the GZ:3D files into ``out``, skipping those already complete.
 
     Returns ``{file name: error}`` for the files that still failed after ``retries`` tries.
@@ -88,8 +95,9 @@ def download(out: str | os.PathLike[str], *, base_url: str = DEFAULT_BASE_URL, l
         return name, fetch(urljoin(base_url, name), out / name, retries=retries)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for name, error in progress(pool.map(one, todo), total=len(todo), label="download",
-                                    enabled=show_progress):
+        for name, error in progress(
+            pool.map(one, todo), total=len(todo), label="download", enabled=show_progress
+        ):
             if error:
                 failures[name] = error
     return failures

@@ -133,8 +133,9 @@ def parse_paths(text: bytes | str) -> list[np.ndarray]:
 
 def encode_paths(paths: Iterable[np.ndarray]) -> str:
     """Encode outlines as the compact JSON text stored in HDUs 9 and 10 (pixel coords, 2 d.p.)."""
-    return json.dumps([[[round(float(x), 2), round(float(y), 2)] for x, y in p] for p in paths],
-                      separators=(",", ":"))
+    return json.dumps(
+        [[[round(float(x), 2), round(float(y), 2)] for x, y in p] for p in paths], separators=(",", ":")
+    )
 
 
 # ----------------------------------------------------------------------------- rasterising
@@ -241,8 +242,17 @@ def read_gz3d(path: str | os.PathLike[str]) -> GZ3DGalaxy:
                 return _read_hdul(hdul, path)
     except GalsegError:
         raise
-    except (OSError, EOFError, ValueError, TypeError, KeyError, zlib.error, gzip.BadGzipFile,
-            json.JSONDecodeError, AstropyUserWarning) as exc:
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        zlib.error,
+        gzip.BadGzipFile,
+        json.JSONDecodeError,
+        AstropyUserWarning,
+    ) as exc:
         raise GalsegError(f"{path}: not a readable GZ:3D FITS file ({_one_line(exc)})") from exc
 
 
@@ -264,25 +274,46 @@ def _read_hdul(hdul: fits.HDUList, path: Path) -> GZ3DGalaxy:
     if n < N_HDUS:
         raise GalsegError(f"{path}: has {n} HDUs, a GZ:3D file has {N_HDUS} (truncated or not GZ:3D)")
     image = hdul[HDU_IMAGE].data
-    _check(image is not None and image.ndim == 3 and image.shape[2] == 3, path, HDU_IMAGE,
-           f"should be an H x W x 3 RGB image, found shape {None if image is None else image.shape}")
+    _check(
+        image is not None and image.ndim == 3 and image.shape[2] == 3,
+        path,
+        HDU_IMAGE,
+        f"should be an H x W x 3 RGB image, found shape {None if image is None else image.shape}",
+    )
     _check(image.dtype == np.uint8, path, HDU_IMAGE, f"should be uint8, found {image.dtype}")
     shape = image.shape[:2]
     masks = []
-    for index, name in ((HDU_CENTER, "centre"), (HDU_STAR, "star"), (HDU_SPIRAL, "spiral-arm"),
-                        (HDU_BAR, "bar")):
+    for index, name in (
+        (HDU_CENTER, "centre"),
+        (HDU_STAR, "star"),
+        (HDU_SPIRAL, "spiral-arm"),
+        (HDU_BAR, "bar"),
+    ):
         data = hdul[index].data
-        _check(isinstance(hdul[index], fits.ImageHDU) and data is not None, path, index,
-               f"should be the {name} mask image")
-        _check(data.shape == shape, path, index,
-               f"({name} mask) has shape {data.shape}, the image is {shape}")
+        _check(
+            isinstance(hdul[index], fits.ImageHDU) and data is not None,
+            path,
+            index,
+            f"should be the {name} mask image",
+        )
+        _check(
+            data.shape == shape, path, index, f"({name} mask) has shape {data.shape}, the image is {shape}"
+        )
         data = np.asarray(data, dtype=np.float64)
-        _check(bool(np.isfinite(data).all()) and data.min() >= 0, path, index,
-               f"({name} mask) holds negative or non-finite values")
+        _check(
+            bool(np.isfinite(data).all()) and data.min() >= 0,
+            path,
+            index,
+            f"({name} mask) holds negative or non-finite values",
+        )
         masks.append(data)
     for index in (HDU_SPIRAL, HDU_BAR):
-        _check(bool(np.all(masks[index - 1] == np.round(masks[index - 1]))), path, index,
-               "should hold whole vote counts, found fractions")
+        _check(
+            bool(np.all(masks[index - 1] == np.round(masks[index - 1]))),
+            path,
+            index,
+            "should hold whole vote counts, found fractions",
+        )
     tables = {}
     for index, columns in _TABLE_COLUMNS.items():
         hdu = hdul[index]
@@ -318,8 +349,7 @@ def _read_hdul(hdul: fits.HDUList, path: Path) -> GZ3DGalaxy:
 # ----------------------------------------------------------------------------- writing
 
 
-def metadata_table(values: dict[str, object], extra: dict[str, tuple[object, str]] | None = None
-                   ) -> Table:
+def metadata_table(values: dict[str, object], extra: dict[str, tuple[object, str]] | None = None) -> Table:
     """One-row metadata table with the data model's dtypes, then any ``extra`` (value, dtype)."""
     columns = {name: np.array([values[name]], dtype=dtype) for name, dtype in METADATA_DTYPES.items()}
     for name, (value, dtype) in (extra or {}).items():
@@ -345,8 +375,14 @@ def _hdulist(galaxy: GZ3DGalaxy) -> fits.HDUList:
     hdus: list[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU] = [primary]
     for mask in (galaxy.center_mask, galaxy.star_mask, galaxy.spiral_votes, galaxy.bar_votes):
         hdus.append(fits.ImageHDU(np.asarray(mask, dtype=np.float64), header=header))
-    for table in (galaxy.metadata, galaxy.center_clusters, galaxy.star_clusters, galaxy.clicks,
-                  galaxy.spiral_paths, galaxy.bar_paths):
+    for table in (
+        galaxy.metadata,
+        galaxy.center_clusters,
+        galaxy.star_clusters,
+        galaxy.clicks,
+        galaxy.spiral_paths,
+        galaxy.bar_paths,
+    ):
         hdus.append(fits.BinTableHDU(table))
     return fits.HDUList(hdus)
 
@@ -381,6 +417,10 @@ def find_gz3d_files(folder: str | os.PathLike[str]) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise GalsegError(f"{folder}: not a folder of GZ:3D files")
-    return sorted(p for p in folder.rglob("*")
-                  if p.is_file() and not p.name.startswith(".")
-                  and (p.name.endswith(".fits") or p.name.endswith(".fits.gz")))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not p.name.startswith(".")
+        and (p.name.endswith(".fits") or p.name.endswith(".fits.gz"))
+    )

@@ -25,8 +25,14 @@ def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def galaxy_grid(images: Sequence[np.ndarray], votes: Sequence[np.ndarray], titles: Sequence[str],
-                path: str | os.PathLike[str], *, columns: int = 4) -> Path:
+def galaxy_grid(
+    images: Sequence[np.ndarray],
+    votes: Sequence[np.ndarray],
+    titles: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    columns: int = 4,
+) -> Path:
     """Pairs of panels per galaxy: the RGB image, and the image with the spiral vote counts.
 
     Parameters
@@ -35,8 +41,7 @@ def galaxy_grid(images: Sequence[np.ndarray], votes: Sequence[np.ndarray], title
     """
     n = len(images)
     rows = int(np.ceil(n / columns))
-    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2.0 * 2 * columns, 2.1 * rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2.0 * 2 * columns, 2.1 * rows), squeeze=False)
     vmax = max(15.0, max((float(v.max()) for v in votes), default=15.0))
     for ax in axes.flat:
         ax.set_axis_off()
@@ -64,7 +69,29 @@ def gz3d_preview(paths: Sequence[str | os.PathLike[str]], path: str | os.PathLik
         if "SYNTH_KIND" in meta.colnames:
             truth = f" {meta['SYNTH_KIND'][0]}"
             if meta["SYNTH_N_ARMS"][0]:
-                truth += (f" m={meta['SYNTH_N_ARMS'][0]} {meta['SYNTH_CHIRALITY'][0]}"
-                          f" {meta['SYNTH_PITCH_DEG'][0]:.0f}deg")
+                truth += (
+                    f" m={meta['SYNTH_N_ARMS'][0]} {meta['SYNTH_CHIRALITY'][0]}"
+                    f" {meta['SYNTH_PITCH_DEG'][0]:.0f}deg"
+                )
         titles.append(g.mangaid + truth)
     return galaxy_grid([g.image for g in galaxies], [g.spiral_votes for g in galaxies], titles, path)
+
+
+def training_curves(
+    history: Sequence[dict], path: str | os.PathLike[str], *, title: str = "", best_epoch: int | None = None
+) -> Path:
+    """The paper's Figure 3: loss and pixel accuracy against epoch, train and test."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "pixel accuracy")):
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", ms=3, label="train")
+        ax.plot(epochs, [h[f"test_{key}"] for h in history], "s-", ms=3, label="test")
+        if best_epoch:
+            ax.axvline(best_epoch, color="0.6", ls="--", lw=1, label=f"best epoch {best_epoch}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    ax_loss.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

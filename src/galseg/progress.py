@@ -10,8 +10,14 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def progress(items: Iterable[T], *, total: int | None = None, label: str = "",
-             every_s: float = 5.0, enabled: bool = True) -> Iterator[T]:
+def progress(
+    items: Iterable[T],
+    *,
+    total: int | None = None,
+    label: str = "",
+    every_s: float = 5.0,
+    enabled: bool = True,
+) -> Iterator[T]:
     """Yield ``items`` while reporting count, rate and time left on stderr."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
@@ -33,6 +39,5 @@ def progress(items: Iterable[T], *, total: int | None = None, label: str = "",
                 bar = "[" + "#" * filled + "." * (30 - filled) + "] "
             start_of_line = "\r" if live else ""
             end_of_line = "" if live and done != total else "\n"
-            sys.stderr.write(f"{start_of_line}{label} {bar}{done}{of} ({rate:.1f}/s{left})"
-                             f"{end_of_line}")
+            sys.stderr.write(f"{start_of_line}{label} {bar}{done}{of} ({rate:.1f}/s{left}){end_of_line}")
             sys.stderr.flush()

@@ -78,10 +78,14 @@ class Truth:
         if not self.n_arms:
             raise GalsegError("this synthetic galaxy has no arms")
         sign = 1 if self.chirality == "Z" else -1
-        theta = (np.radians(self.arm_theta0_deg) + 2 * np.pi * arm / self.n_arms
-                 + sign * np.log(radii / self.arm_start_px) / np.tan(np.radians(self.pitch_deg)))
-        geometry = _Geometry(self.centre_x, self.centre_y, np.radians(self.position_angle_deg),
-                             self.axis_ratio)
+        theta = (
+            np.radians(self.arm_theta0_deg)
+            + 2 * np.pi * arm / self.n_arms
+            + sign * np.log(radii / self.arm_start_px) / np.tan(np.radians(self.pitch_deg))
+        )
+        geometry = _Geometry(
+            self.centre_x, self.centre_y, np.radians(self.position_angle_deg), self.axis_ratio
+        )
         return np.stack(geometry.to_sky(radii * np.cos(theta), radii * np.sin(theta)), axis=1)
 
 
@@ -120,8 +124,7 @@ class _Arms:
     clump_phase: np.ndarray
 
     def ridge_theta(self, r: np.ndarray, arm: int) -> np.ndarray:
-        return self.theta0 + 2 * np.pi * arm / self.n + self.sign * np.log(r / self.r_in) / np.tan(
-            self.pitch)
+        return self.theta0 + 2 * np.pi * arm / self.n + self.sign * np.log(r / self.r_in) / np.tan(self.pitch)
 
 
 def _sersic_b(n: float) -> float:
@@ -198,28 +201,40 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
 
     if kind == "elliptical":
         r_eff = rng.uniform(0.04, 0.1) * size
-        fluxes["bulge"] = _sersic(np.sqrt(xd * xd + yd * yd + psf * psf), r_eff,
-                                  rng.uniform(3.0, 5.0),
-                                  rng.uniform(4.0, 16.0))
+        fluxes["bulge"] = _sersic(
+            np.sqrt(xd * xd + yd * yd + psf * psf), r_eff, rng.uniform(3.0, 5.0), rng.uniform(4.0, 16.0)
+        )
     else:
         disc = disc_i0 * np.exp(-r_soft / scale_length)
         if kind == "edge_on":
             dust = 1.0 - rng.uniform(0.4, 0.8) * np.exp(
-                -0.5 * (yd * q) ** 2 / ((0.12 * scale_length) ** 2 + psf**2))
+                -0.5 * (yd * q) ** 2 / ((0.12 * scale_length) ** 2 + psf**2)
+            )
             disc = disc * dust
         fluxes["disc"] = disc
         bulge_q = rng.uniform(0.7, 1.0)
-        fluxes["bulge"] = _sersic(np.sqrt(xd * xd + (yd * q / bulge_q) ** 2 + psf * psf),
-                                  rng.uniform(0.15, 0.45) * scale_length, rng.uniform(1.0, 3.5),
-                                  rng.uniform(4.0, 40.0))
+        fluxes["bulge"] = _sersic(
+            np.sqrt(xd * xd + (yd * q / bulge_q) ** 2 + psf * psf),
+            rng.uniform(0.15, 0.45) * scale_length,
+            rng.uniform(1.0, 3.5),
+            rng.uniform(4.0, 40.0),
+        )
         barred = kind in ("spiral", "smooth_disc") and rng.random() < 0.33
         if barred:
             bar_half_length = rng.uniform(0.7, 1.4) * scale_length
             c, s = np.cos(bar_angle), np.sin(bar_angle)
             xb, yb = xd * c + yd * s, -xd * s + yd * c
-            fluxes["bar"] = rng.uniform(0.3, 0.9) * disc_i0 * np.exp(
-                -0.5 * (xb**2 / ((0.55 * bar_half_length) ** 2 + psf**2)
-                       + yb**2 / ((0.16 * bar_half_length) ** 2 + psf**2)))
+            fluxes["bar"] = (
+                rng.uniform(0.3, 0.9)
+                * disc_i0
+                * np.exp(
+                    -0.5
+                    * (
+                        xb**2 / ((0.55 * bar_half_length) ** 2 + psf**2)
+                        + yb**2 / ((0.16 * bar_half_length) ** 2 + psf**2)
+                    )
+                )
+            )
         if kind == "spiral":
             arms = _draw_arms(rng, scale_length, bar_half_length, bar_angle)
             fluxes["arm"] = _arm_flux(arms, xd, yd, r, disc_i0, scale_length, psf)
@@ -236,8 +251,7 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
         n_arms=arms.n if arms else 0,
         pitch_deg=float(np.degrees(arms.pitch)) if arms else 0.0,
         chirality=("Z" if arms.sign > 0 else "S") if arms else "",
-        inclination_deg=float(np.degrees(np.arccos(np.clip((q**2 - 0.15**2) / (1 - 0.15**2), 0, 1)
-                                                   ** 0.5))),
+        inclination_deg=float(np.degrees(np.arccos(np.clip((q**2 - 0.15**2) / (1 - 0.15**2), 0, 1) ** 0.5))),
         position_angle_deg=float(np.degrees(geometry.pa)),
         barred=barred,
         centre_x=geometry.cx,
@@ -247,13 +261,15 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
         arm_theta0_deg=float(np.degrees(arms.theta0)) if arms else 0.0,
         arm_start_px=float(arms.r_in) if arms else 0.0,
     )
-    volunteers = _Volunteers(rng, geometry, size, arms, disc_i0, scale_length, kind,
-                             bar_half_length, bar_angle)
+    volunteers = _Volunteers(
+        rng, geometry, size, arms, disc_i0, scale_length, kind, bar_half_length, bar_angle
+    )
     return _as_gz3d(rng, seed, index, image, volunteers, stars, truth), truth
 
 
-def _draw_arms(rng: np.random.Generator, scale_length: float, bar_half_length: float,
-               bar_angle: float) -> _Arms:
+def _draw_arms(
+    rng: np.random.Generator, scale_length: float, bar_half_length: float, bar_angle: float
+) -> _Arms:
     n = int(_choice(rng, ARM_COUNT_PROBABILITIES))
     r_in = max(rng.uniform(0.35, 0.9) * scale_length, bar_half_length)
     return _Arms(
@@ -271,13 +287,20 @@ def _draw_arms(rng: np.random.Generator, scale_length: float, bar_half_length: f
     )
 
 
-def _arm_flux(arms: _Arms, xd: np.ndarray, yd: np.ndarray, r: np.ndarray, disc_i0: float,
-              scale_length: float, psf: float) -> np.ndarray:
+def _arm_flux(
+    arms: _Arms,
+    xd: np.ndarray,
+    yd: np.ndarray,
+    r: np.ndarray,
+    disc_i0: float,
+    scale_length: float,
+    psf: float,
+) -> np.ndarray:
     """Light of the log-spiral arms: Gaussian across the ridge, tapered at both ends, clumpy."""
     theta = np.arctan2(yd, xd)
     r_safe = np.maximum(r, 1e-3)
     spacing = 2 * np.pi / arms.n
-    phase = (theta - arms.theta0 - arms.sign * np.log(r_safe / arms.r_in) / np.tan(arms.pitch))
+    phase = theta - arms.theta0 - arms.sign * np.log(r_safe / arms.r_in) / np.tan(arms.pitch)
     k_float = phase / spacing
     k = np.round(k_float)
     offset = (k_float - k) * spacing
@@ -288,14 +311,20 @@ def _arm_flux(arms: _Arms, xd: np.ndarray, yd: np.ndarray, r: np.ndarray, disc_i
     start = np.clip((r_safe - 0.75 * arms.r_in) / (0.25 * arms.r_in), 0, 1)
     past_end = np.clip(r_safe - arms.r_out[arm_id], 0, None)
     envelope = start**2 * np.exp(-0.5 * (past_end / (0.25 * scale_length)) ** 2)
-    clumps = 1.0 + arms.clump_amp * np.cos(arms.clump_freq * np.log(r_safe)
-                                           + arms.clump_phase[arm_id]) ** 8
-    return (disc_i0 * arms.amplitude[arm_id] * np.exp(-r_safe / (1.3 * scale_length))
-            * profile * envelope * clumps)
+    clumps = 1.0 + arms.clump_amp * np.cos(arms.clump_freq * np.log(r_safe) + arms.clump_phase[arm_id]) ** 8
+    return (
+        disc_i0
+        * arms.amplitude[arm_id]
+        * np.exp(-r_safe / (1.3 * scale_length))
+        * profile
+        * envelope
+        * clumps
+    )
 
 
-def _add_stars(rng: np.random.Generator, flux: np.ndarray, x: np.ndarray, y: np.ndarray,
-               psf_sigma: float, size: int) -> np.ndarray:
+def _add_stars(
+    rng: np.random.Generator, flux: np.ndarray, x: np.ndarray, y: np.ndarray, psf_sigma: float, size: int
+) -> np.ndarray:
     """Add foreground stars in place; return their (x, y) positions."""
     n = int(rng.poisson(1.3))
     positions = rng.uniform(0.04 * size, 0.96 * size, (n, 2))
@@ -304,8 +333,9 @@ def _add_stars(rng: np.random.Generator, flux: np.ndarray, x: np.ndarray, y: np.
         tint = COLOURS["star"] * rng.uniform(0.8, 1.2, 3)
         lo_x, hi_x = int(max(sx - 5 * psf_sigma, 0)), int(min(sx + 5 * psf_sigma + 1, size))
         lo_y, hi_y = int(max(sy - 5 * psf_sigma, 0)), int(min(sy + 5 * psf_sigma + 1, size))
-        patch = np.exp(-0.5 * ((x[lo_y:hi_y, lo_x:hi_x] - sx) ** 2
-                               + (y[lo_y:hi_y, lo_x:hi_x] - sy) ** 2) / psf_sigma**2)
+        patch = np.exp(
+            -0.5 * ((x[lo_y:hi_y, lo_x:hi_x] - sx) ** 2 + (y[lo_y:hi_y, lo_x:hi_x] - sy) ** 2) / psf_sigma**2
+        )
         flux[:, lo_y:hi_y, lo_x:hi_x] += peak * tint[:, None, None] * patch[None]
     return positions
 
@@ -342,12 +372,13 @@ class _Volunteers:
             if arms is not None and attentive:
                 for k in range(arms.n):
                     peak = self.disc_i0 * arms.amplitude[k] * np.exp(-1.2 / 1.3)
-                    p_see = 1.0 / (1.0 + np.exp(-(peak * self.geometry.q ** 0.5 - limit)))
+                    p_see = 1.0 / (1.0 + np.exp(-(peak * self.geometry.q**0.5 - limit)))
                     if rng.random() > p_see:
                         continue
                     # arm visible out to where its light falls to the volunteer's limit
-                    r_visible = 1.3 * self.scale_length * np.log(
-                        max(self.disc_i0 * arms.amplitude[k] / limit, 1.0))
+                    r_visible = (
+                        1.3 * self.scale_length * np.log(max(self.disc_i0 * arms.amplitude[k] / limit, 1.0))
+                    )
                     r_end = min(arms.r_out[k], r_visible) * np.exp(rng.normal(0.0, 0.15))
                     r_start = arms.r_in * np.exp(rng.normal(0.05, 0.12))
                     if r_end < 1.3 * r_start:
@@ -367,19 +398,24 @@ class _Volunteers:
         # nobody outlines an arm wider than the gap to the next one (tight windings)
         spacing = radii * (2 * np.pi / arms.n) * np.sin(arms.pitch)
         half_width = np.minimum(arms.width * width_factor, 0.3 * spacing)
-        return self._ribbon(radii, theta, half_width, rng.normal(0.0, 0.35 * arms.width),
-                            0.25 * arms.width)
+        return self._ribbon(radii, theta, half_width, rng.normal(0.0, 0.35 * arms.width), 0.25 * arms.width)
 
     def _false_arm(self) -> np.ndarray:
         rng = self.rng
         radii = np.geomspace(1.0, rng.uniform(1.5, 2.5), 16) * self.scale_length
         theta = rng.uniform(0, 2 * np.pi) + rng.choice([-1, 1]) * np.log(radii / radii[0]) / np.tan(
-            np.radians(rng.uniform(10, 35)))
+            np.radians(rng.uniform(10, 35))
+        )
         return self._ribbon(radii, theta, rng.uniform(0.15, 0.35) * self.scale_length, 0.0, 0.0)
 
-    def _ribbon(self, radii: np.ndarray, theta: np.ndarray, half_width: float | np.ndarray,
-                offset: float,
-                wobble: float) -> np.ndarray:
+    def _ribbon(
+        self,
+        radii: np.ndarray,
+        theta: np.ndarray,
+        half_width: float | np.ndarray,
+        offset: float,
+        wobble: float,
+    ) -> np.ndarray:
         """Closed outline around a ridge (disc plane), with the volunteer's shift and hand wobble."""
         rng = self.rng
         px, py = radii * np.cos(theta), radii * np.sin(theta)
@@ -411,15 +447,15 @@ class _Volunteers:
                 paths.append(np.stack([sx, sy], axis=1))
             elif rng.random() < 0.01:
                 t = np.linspace(0, 2 * np.pi, 12, endpoint=False)
-                sx, sy = self.geometry.to_sky(0.6 * self.scale_length * np.cos(t),
-                                              0.15 * self.scale_length * np.sin(t))
+                sx, sy = self.geometry.to_sky(
+                    0.6 * self.scale_length * np.cos(t), 0.15 * self.scale_length * np.sin(t)
+                )
                 paths.append(np.stack([sx, sy], axis=1))
             drawings.append(paths)
         return drawings
 
 
-def _clusters(points_per_object: list[np.ndarray], wcs,
-              shape: tuple[int, int]) -> tuple[Table, np.ndarray]:
+def _clusters(points_per_object: list[np.ndarray], wcs, shape: tuple[int, int]) -> tuple[Table, np.ndarray]:
     """Cluster table (HDU 6/7) and mask (HDU 1/2): a 2-sigma ellipse valued by the click count."""
     rows = []
     mask = np.zeros(shape)
@@ -430,8 +466,21 @@ def _clusters(points_per_object: list[np.ndarray], wcs,
         cov = np.cov(clicks.T) + np.eye(2) * 0.25
         ra, dec = wcs.wcs_pix2world(mean[0], mean[1], 0)
         scale = np.abs(wcs.wcs.cd[0, 0])
-        rows.append((mean[0], mean[1], cov[0, 0], cov[1, 1], cov[0, 1], float(ra), float(dec),
-                     cov[0, 0] * scale**2, cov[1, 1] * scale**2, cov[0, 1] * scale**2, len(clicks)))
+        rows.append(
+            (
+                mean[0],
+                mean[1],
+                cov[0, 0],
+                cov[1, 1],
+                cov[0, 1],
+                float(ra),
+                float(dec),
+                cov[0, 0] * scale**2,
+                cov[1, 1] * scale**2,
+                cov[0, 1] * scale**2,
+                len(clicks),
+            )
+        )
         eigval, eigvec = np.linalg.eigh(cov)
         t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
         ellipse = (eigvec @ (2 * np.sqrt(eigval)[:, None] * np.stack([np.cos(t), np.sin(t)]))).T
@@ -443,17 +492,25 @@ def _clusters(points_per_object: list[np.ndarray], wcs,
     return table, mask
 
 
-def _paths_table(ids: np.ndarray, stamps: list[str], column: str,
-                 drawings: list[list[np.ndarray]]) -> Table:
-    return Table({
-        "classification_id": ids,
-        "time_stamp": np.array(stamps, dtype="S19"),
-        column: np.array([encode_paths(p) for p in drawings], dtype=bytes),
-    })
+def _paths_table(ids: np.ndarray, stamps: list[str], column: str, drawings: list[list[np.ndarray]]) -> Table:
+    return Table(
+        {
+            "classification_id": ids,
+            "time_stamp": np.array(stamps, dtype="S19"),
+            column: np.array([encode_paths(p) for p in drawings], dtype=bytes),
+        }
+    )
 
 
-def _as_gz3d(rng: np.random.Generator, seed: int, index: int, image: np.ndarray,
-             volunteers: _Volunteers, stars: np.ndarray, truth: Truth) -> GZ3DGalaxy:
+def _as_gz3d(
+    rng: np.random.Generator,
+    seed: int,
+    index: int,
+    image: np.ndarray,
+    volunteers: _Volunteers,
+    stars: np.ndarray,
+    truth: Truth,
+) -> GZ3DGalaxy:
     size = image.shape[0]
     shape = (size, size)
     # the outlines as stored (0.01 px) are what the masks are made of
@@ -467,29 +524,37 @@ def _as_gz3d(rng: np.random.Generator, seed: int, index: int, image: np.ndarray,
     wcs = make_wcs(ra, dec, shape)
     ids = np.sort(rng.choice(10**9, n, replace=False)).astype(np.int64) + 10**8
     start = np.datetime64("2017-01-11T00:00:00") + np.int64(rng.integers(0, 3 * 10**7))
-    stamps = [str(start + np.int64(s))[:19]
-              for s in np.sort(rng.integers(0, 10**6, n))]
+    stamps = [str(start + np.int64(s))[:19] for s in np.sort(rng.integers(0, 10**6, n))]
     centre_clicks = np.array([truth.centre_x, truth.centre_y]) + rng.normal(0, 0.006 * size, (n, 2))
-    star_clicks = [sp + rng.normal(0, 0.004 * size, (int((rng.random(n) < 0.7).sum()), 2))
-                   for sp in stars]
+    star_clicks = [sp + rng.normal(0, 0.004 * size, (int((rng.random(n) < 0.7).sum()), 2)) for sp in stars]
     center_table, center_mask = _clusters([centre_clicks], wcs, shape)
     star_table, star_mask = _clusters(star_clicks, wcs, shape)
-    clicks = Table({
-        "classification_id": ids,
-        "time_stamp": np.array(stamps, dtype="S19"),
-        "center_points": np.array([json.dumps([[round(float(a), 2), round(float(b), 2)]])
-                                   for a, b in centre_clicks], dtype=bytes),
-        "star_points": np.array(["[]"] * n, dtype=bytes),
-    })
+    clicks = Table(
+        {
+            "classification_id": ids,
+            "time_stamp": np.array(stamps, dtype="S19"),
+            "center_points": np.array(
+                [json.dumps([[round(float(a), 2), round(float(b), 2)]]) for a, b in centre_clicks],
+                dtype=bytes,
+            ),
+            "star_points": np.array(["[]"] * n, dtype=bytes),
+        }
+    )
     name = mangaid(seed, index)
     ifu = float(file_name(seed, index).split("_")[1])
     ra_h = ra / 15.0
-    iau = (f"J{int(ra_h):02d}{int(ra_h * 60) % 60:02d}{(ra_h * 3600) % 60:05.2f}"
-           f"{'+' if dec >= 0 else '-'}{int(abs(dec)):02d}{int(abs(dec) * 60) % 60:02d}"
-           f"{(abs(dec) * 3600) % 60:04.1f}")
+    iau = (
+        f"J{int(ra_h):02d}{int(ra_h * 60) % 60:02d}{(ra_h * 3600) % 60:05.2f}"
+        f"{'+' if dec >= 0 else '-'}{int(abs(dec)):02d}{int(abs(dec) * 60) % 60:02d}"
+        f"{(abs(dec) * 3600) % 60:04.1f}"
+    )
     metadata = metadata_table(
         {
-            "ra": ra, "dec": dec, "MANGAID": name, "IAUNAME": iau, "IFUDESIGNSIZE": ifu,
+            "ra": ra,
+            "dec": dec,
+            "MANGAID": name,
+            "IAUNAME": iau,
+            "IFUDESIGNSIZE": ifu,
             "MANGA_TILEID": float(rng.integers(7000, 12000)),
             "nsa_id": int(rng.integers(10**5, 10**6)),
             "explorer_link": f"synthetic galaxy {name}: no explorer page",
@@ -541,8 +606,9 @@ def _write_one(args: tuple[Path, int, int, int]) -> Path:
     return path
 
 
-def write_synthetic(out: str | os.PathLike[str], *, n: int, seed: int = 0, size: int = GZ3D_SIZE,
-                    workers: int | None = None) -> Iterator[Path]:
+def write_synthetic(
+    out: str | os.PathLike[str], *, n: int, seed: int = 0, size: int = GZ3D_SIZE, workers: int | None = None
+) -> Iterator[Path]:
     """Write galaxies 0..n-1 of ``seed`` as GZ:3D files under ``out``; yields each path as done.
 
     Files already present are kept, so an interrupted run resumes where it stopped.

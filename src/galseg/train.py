@@ -1,0 +1,491 @@
+"""Training: one network per threshold (the paper) or one ordinal network for all six levels.
+
+A run folder holds ``run.json`` (the config, model arguments, dataset and package versions) and
+one subfolder per trained unit (``th1`` .. ``th6``, or ``multi``) with ``last.pt``, ``best.pt``,
+``history.json`` and ``curves.png`` (the paper's Figure 3). Checkpoints are written atomically
+and carry everything needed to rebuild the model, so a run reloads, resumes and reports without
+the command line that made it.
+
+Under ``torchrun`` each process trains on its share of every batch (DistributedDataParallel:
+NCCL on GPUs, gloo on CPUs); rank 0 writes the files, and at the end every rank's weights are
+compared through a checksum, so a silent divergence is an error rather than a surprise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+
+from galseg import THRESHOLDS, GalsegError, __version__
+from galseg.dataset import ArmDataset, open_dataset
+from galseg.gz3d import atomic_write_bytes
+from galseg.unet import UNet, UNetArgs, build, count_parameters, preset_args
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class TrainConfig:
+    """One training run; written to ``run.json`` and into every checkpoint."""
+
+    dataset: str
+    out: str
+    thresholds: tuple[int, ...] = THRESHOLDS
+    preset: str = "small"
+    head: str = "binary"  # "binary": one 2-class net per threshold; "multi": one ordinal net
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3
+    device: str = "auto"
+    augment: bool = True
+    seed: int = 0
+    patience: int = 5
+    batch_norm: bool = False
+    steps_per_epoch: int | None = None  # cap per epoch (quick runs); None = the whole split
+    eval_split: str = "test"  # "train" only for overfitting checks
+    loader_workers: int | None = None  # None: 0 on CPU (the cores train), 4 on CUDA
+
+    def __post_init__(self) -> None:
+        self.thresholds = tuple(int(t) for t in self.thresholds)
+        if self.head not in ("binary", "multi"):
+            raise GalsegError(f"--head {self.head!r}: choose binary (one net per threshold) or multi")
+        bad = [t for t in self.thresholds if t not in THRESHOLDS]
+        if bad or not self.thresholds:
+            raise GalsegError(
+                f"--thresholds {bad or '(none)'}: choose among {THRESHOLDS[0]}-{THRESHOLDS[-1]}"
+            )
+
+    def units(self) -> dict[str, tuple[int, ...]]:
+        """Trained networks by folder name, with the thresholds each predicts."""
+        if self.head == "multi":
+            return {"multi": self.thresholds}
+        return {f"th{t}": (t,) for t in self.thresholds}
+
+    def model_args(self, unit_thresholds: tuple[int, ...]) -> UNetArgs:
+        if self.head == "multi":
+            return preset_args(
+                self.preset, head="ordinal", thresholds=unit_thresholds, batch_norm=self.batch_norm
+            )
+        return preset_args(self.preset, head="binary", classes=2, batch_norm=self.batch_norm)
+
+
+def parse_thresholds(text: str) -> tuple[int, ...]:
+    """'1-6', '3', '1,3,5' -> thresholds."""
+    try:
+        values: list[int] = []
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            values.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError as exc:
+        raise GalsegError(f"--thresholds {text!r}: use forms like 1-6, 3 or 1,3,5") from exc
+    return tuple(sorted(set(values)))
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self):
+        """bf16 autocast on CUDA (halves memory traffic, tensor cores); plain float32 on CPU."""
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise GalsegError("--device cuda: no CUDA device is visible to torch here; use --device cpu")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if name != "cpu":
+        raise GalsegError(f"--device {name!r}: choose auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def start_runtime(device: str) -> Runtime:
+    """Single process, or one process per device under torchrun (WORLD_SIZE set)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return Runtime(dev, rank, world)
+
+
+def _all_sum(values: list[float], runtime: Runtime) -> list[float]:
+    if runtime.world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=runtime.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+# ----------------------------------------------------------------------------- loss and accuracy
+
+
+def loss_and_correct(
+    logits: torch.Tensor, votes: torch.Tensor, args: UNetArgs, thresholds: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss over pixels, and the number of correctly classified pixel-decisions.
+
+    binary: sparse categorical cross-entropy of the 2-class softmax against votes >= th.
+    ordinal: the sum over thresholds of the binary cross-entropy of P(votes >= th), averaged
+    over pixels; accuracy counts each (pixel, threshold) decision.
+    """
+    logits = logits.float()
+    if args.head == "binary":
+        target = (votes >= thresholds[0]).long()
+        loss = F.cross_entropy(logits, target)
+        correct = (logits.argmax(1) == target).sum()
+        return loss, correct
+    levels = torch.as_tensor(args.thresholds, device=votes.device).view(1, -1, 1, 1)
+    target = (votes.unsqueeze(1) >= levels).float()
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1).mean()
+    correct = ((logits > 0).float() == target).sum()
+    return loss, correct
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _save(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[UNet, dict]:
+    """Rebuild a network from a checkpoint alone; returns (model in eval mode, checkpoint)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GalsegError(f"{path}: no such checkpoint (was the run trained?)")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+        model = build(UNetArgs.from_dict(checkpoint["model_args"]))
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, KeyError, EOFError, OSError) as exc:
+        raise GalsegError(f"{path}: not a readable galseg checkpoint ({exc})") from exc
+    return model.to(device).eval(), checkpoint
+
+
+def environment() -> dict:
+    return {
+        "galseg": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class UnitState:
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    epochs_since_best: int = 0
+    done: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    on_epoch: Callable[[Path, str, UnitState], None] | None = None,
+) -> dict[str, UnitState]:
+    """Train every unit of ``config`` (resuming from ``last.pt`` with ``resume``).
+
+    ``on_epoch(unit_folder, unit_name, state)`` runs on rank 0 after each epoch's files are
+    written (the command line draws Figure 3 there).
+    """
+    runtime = start_runtime(config.device)
+    out = Path(config.out)
+    data = open_dataset(config.dataset)
+    run_file = out / RUN_FILE
+    if run_file.exists() and not resume:
+        raise GalsegError(f"{out}: already holds a run; add --resume to continue it, or choose another --out")
+    if resume:
+        if not run_file.exists():
+            raise GalsegError(f"{out}: no {RUN_FILE} to resume; start without --resume")
+        saved = json.loads(run_file.read_text())["config"]
+        mine = {k: v for k, v in asdict(config).items() if k not in ("epochs", "device", "loader_workers")}
+        theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in mine}
+        if mine != theirs:
+            differ = sorted(k for k in mine if mine[k] != theirs.get(k))
+            raise GalsegError(f"{out}: --resume with different settings ({', '.join(differ)})")
+    if runtime.world > 1:
+        dist.barrier()  # every rank has checked the folder before rank 0 writes to it
+    if runtime.main:
+        out.mkdir(parents=True, exist_ok=True)
+        record = {
+            "config": asdict(config),
+            "environment": environment(),
+            "world_size": runtime.world,
+            "dataset_manifest": {k: data.manifest[k] for k in ("size", "seed", "test_fraction", "counts")},
+            "units": {name: list(ths) for name, ths in config.units().items()},
+        }
+        atomic_write_bytes(run_file, (json.dumps(record, indent=1) + "\n").encode())
+
+    if runtime.world > 1:
+        dist.barrier()
+    states = {}
+    for name, thresholds in config.units().items():
+        states[name] = _train_unit(config, runtime, data, name, thresholds, resume, log, on_epoch)
+        best = states[name]
+        if runtime.main:
+            log(f"{name}: best epoch {best.best_epoch}, {config.eval_split} loss {best.best_loss:.4f}")
+    if runtime.world > 1:
+        dist.barrier()
+    return states
+
+
+def _loader(dataset, config: TrainConfig, runtime: Runtime, *, shuffle: bool, seed: int) -> DataLoader:
+    workers = config.loader_workers if config.loader_workers is not None else (4 if runtime.cuda else 0)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=workers,
+        pin_memory=runtime.cuda,
+        drop_last=False,
+        persistent_workers=workers > 0,
+    )
+
+
+def _shard(dataset: ArmDataset, runtime: Runtime, *, equal: bool) -> Subset | ArmDataset:
+    """This rank's share. Training shares are cut to equal length: DDP needs equal batch counts."""
+    if runtime.world == 1:
+        return dataset
+    stop = len(dataset) // runtime.world * runtime.world if equal else len(dataset)
+    return Subset(dataset, range(runtime.rank, stop, runtime.world))
+
+
+def _train_unit(
+    config: TrainConfig,
+    runtime: Runtime,
+    data,
+    name: str,
+    thresholds: tuple[int, ...],
+    resume: bool,
+    log: Callable[[str], None],
+    on_epoch: Callable[[Path, str, UnitState], None] | None,
+) -> UnitState:
+    folder = Path(config.out) / name
+    args = config.model_args(thresholds)
+    torch.manual_seed(config.seed)
+    model = build(args).to(runtime.device)
+    if runtime.cuda:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    state = UnitState()
+    last = folder / "last.pt"
+    if resume and last.exists():
+        _, checkpoint = load_checkpoint(last, runtime.device)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        state = UnitState(**checkpoint["state"])
+        if state.epoch >= config.epochs:
+            state.done = True
+    if state.done:
+        log(f"{name}: already finished at epoch {state.epoch} (best {state.best_epoch})")
+        return state
+    folder.mkdir(parents=True, exist_ok=True)
+    net = model
+    if runtime.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[runtime.device.index] if runtime.cuda else None
+        )
+    train_set = _shard(
+        ArmDataset(data, split="train", threshold=None, augment=config.augment), runtime, equal=True
+    )
+    eval_set = _shard(ArmDataset(data, split=config.eval_split, threshold=None), runtime, equal=False)
+    if len(data.indices("train")) == 0 or len(data.indices(config.eval_split)) == 0:
+        raise GalsegError(f"{config.dataset}: the train or {config.eval_split} split is empty")
+    if runtime.main:
+        log(
+            f"{name}: {count_parameters(model) / 1e6:.2f} M parameters, {len(data.indices('train'))} train / "
+            f"{len(data.indices(config.eval_split))} {config.eval_split} galaxies, device {runtime.device}"
+            f"{f' x{runtime.world}' if runtime.world > 1 else ''}"
+        )
+
+    while state.epoch < config.epochs:
+        epoch = state.epoch + 1
+        # the shuffle and the augmentation both follow (seed, epoch): a resumed run replays them
+        torch.manual_seed(config.seed * 100_003 + epoch * 101 + runtime.rank)
+        start = time.perf_counter()
+        net.train()
+        train_loss, train_acc, n_images = _run_epoch(
+            net,
+            _loader(train_set, config, runtime, shuffle=True, seed=config.seed * 7919 + epoch),
+            args,
+            thresholds,
+            runtime,
+            optimizer,
+            config.steps_per_epoch,
+        )
+        model.eval()  # the bare module: evaluation needs no gradient sync
+        with torch.inference_mode():
+            test_loss, test_acc, _ = _run_epoch(
+                model,
+                _loader(eval_set, config, runtime, shuffle=False, seed=0),
+                args,
+                thresholds,
+                runtime,
+                None,
+                None,
+            )
+        seconds = time.perf_counter() - start
+        state.epoch = epoch
+        state.history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_accuracy": train_acc,
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+                "seconds": seconds,
+                "train_images": n_images,
+            }
+        )
+        improved = test_loss < state.best_loss
+        if improved:
+            state.best_loss, state.best_epoch, state.epochs_since_best = test_loss, epoch, 0
+        else:
+            state.epochs_since_best += 1
+        state.done = state.epoch >= config.epochs or state.epochs_since_best >= config.patience
+        if runtime.main:
+            payload = {
+                "model": model.state_dict(),
+                "model_args": args.to_dict(),
+                "optimizer": optimizer.state_dict(),
+                "state": asdict(state),
+                "config": asdict(config),
+                "unit": name,
+                "thresholds": list(thresholds),
+                "environment": environment(),
+            }
+            if improved:
+                _save(folder / "best.pt", payload)
+            _save(last, payload)
+            atomic_write_bytes(folder / "history.json", (json.dumps(state.history, indent=1) + "\n").encode())
+            if on_epoch is not None:
+                on_epoch(folder, name, state)
+            log(
+                f"{name} epoch {epoch}/{config.epochs}: loss {train_loss:.4f} / {test_loss:.4f}, "
+                f"accuracy {train_acc:.4f} / {test_acc:.4f} (train / {config.eval_split}), "
+                f"{n_images / seconds:.1f} img/s{' *best*' if improved else ''}"
+            )
+        if state.done:
+            if state.epoch < config.epochs and runtime.main:
+                log(
+                    f"{name}: no better {config.eval_split} loss for {config.patience} epochs; stopped, "
+                    f"best epoch {state.best_epoch}"
+                )
+            break
+    if runtime.world > 1:
+        _check_ranks_agree(model, runtime, folder)
+    return state
+
+
+def _run_epoch(
+    net,
+    loader: DataLoader,
+    args: UNetArgs,
+    thresholds: tuple[int, ...],
+    runtime: Runtime,
+    optimizer: torch.optim.Optimizer | None,
+    max_steps: int | None,
+) -> tuple[float, float, int]:
+    """One pass; returns (mean loss per image, pixel accuracy, images seen), summed over ranks."""
+    loss_sum = correct = decisions = images = 0.0
+    per_pixel = 1 if args.head == "binary" else len(args.thresholds)
+    for step, (image, votes) in enumerate(loader):
+        if max_steps is not None and step >= max_steps:
+            break
+        image = image.to(runtime.device, non_blocking=True)
+        votes = votes.to(runtime.device, non_blocking=True)
+        if runtime.cuda:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with runtime.autocast():
+            logits = net(image)
+        loss, right = loss_and_correct(logits, votes, args, thresholds)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        n = image.shape[0]
+        loss_sum += float(loss.detach()) * n
+        correct += float(right)
+        decisions += votes.numel() * per_pixel
+        images += n
+    loss_sum, correct, decisions, images = _all_sum([loss_sum, correct, decisions, images], runtime)
+    return loss_sum / max(images, 1), correct / max(decisions, 1), int(images)
+
+
+def weights_checksum(model: torch.nn.Module) -> float:
+    """A number that differs when any weight differs (sum of |w| * position weights, float64)."""
+    total = 0.0
+    for i, p in enumerate(model.parameters()):
+        w = p.detach().double().flatten()
+        total += float((w * torch.linspace(1, 2, w.numel(), dtype=torch.float64, device=w.device)).sum()) * (
+            i + 1
+        )
+    return total
+
+
+def _check_ranks_agree(model: torch.nn.Module, runtime: Runtime, folder: Path) -> None:
+    mine = torch.tensor([weights_checksum(model)], dtype=torch.float64, device=runtime.device)
+    every = [torch.zeros_like(mine) for _ in range(runtime.world)]
+    dist.all_gather(every, mine)
+    sums = [float(t) for t in every]
+    if runtime.main:
+        atomic_write_bytes(folder / "ranks.json", json.dumps({"weights_checksums": sums}).encode())
+    if len(set(sums)) != 1:
+        raise GalsegError(f"{folder}: ranks ended with different weights {sums}; DDP went out of sync")
+
+
+def read_run(run: str | os.PathLike[str]) -> dict:
+    """``run.json`` of a run folder, with a clear error if it is not one."""
+    path = Path(run) / RUN_FILE
+    if not path.is_file():
+        raise GalsegError(f"{run}: not a galseg run folder ({RUN_FILE} missing; train one with galseg train)")
+    return json.loads(path.read_text())

@@ -1,0 +1,184 @@
+"""Training end to end on small synthetic datasets: it learns, it resumes exactly, it scales out."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from galseg import GalsegError
+from galseg.dataset import prepare
+from galseg.gz3d import find_gz3d_files, read_gz3d
+from galseg.train import TrainConfig, load_checkpoint, parse_thresholds, read_run, train
+
+
+@pytest.fixture(scope="module")
+def eight_spirals(gz3d_dir, tmp_path_factory):
+    """A dataset of the first eight galaxies with arm votes, all in the training split."""
+    folder = tmp_path_factory.mktemp("eight")
+    spirals = [p for p in find_gz3d_files(gz3d_dir) if read_gz3d(p).spiral_votes.max() >= 3][:8]
+    assert len(spirals) == 8
+    for p in spirals:
+        shutil.copy(p, folder / p.name)
+    out = folder / "ds"
+    prepare(folder, out, size=32, test_fraction=0.01, show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_dataset(gz3d_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("small") / "ds"
+    prepare(gz3d_dir, out, size=32, show_progress=False)
+    return out
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+def test_a_tiny_net_overfits_eight_galaxies(eight_spirals, tmp_path):
+    config = TrainConfig(
+        dataset=str(eight_spirals),
+        out=str(tmp_path / "run"),
+        thresholds=(2,),
+        preset="tiny",
+        epochs=60,
+        batch_size=8,
+        lr=1e-2,
+        augment=False,
+        eval_split="train",
+        patience=100,
+    )
+    history = train(config, log=quiet)["th2"].history
+    first, last = history[0]["test_loss"], min(h["test_loss"] for h in history[-5:])
+    assert last < 0.5 * first
+    model, checkpoint = load_checkpoint(tmp_path / "run" / "th2" / "best.pt")
+    assert checkpoint["state"]["best_loss"] == pytest.approx(min(h["test_loss"] for h in history))
+    assert model.args.head == "binary" and not model.training
+
+
+def test_resume_after_a_kill_continues_the_same_curves(small_dataset, tmp_path):
+    def config(out):
+        return TrainConfig(
+            dataset=str(small_dataset),
+            out=str(out),
+            thresholds=(1, 3),
+            preset="tiny",
+            epochs=4,
+            batch_size=8,
+            steps_per_epoch=3,
+            patience=10,
+        )
+
+    full = train(config(tmp_path / "full"), log=quiet)
+
+    def killed_after_epoch_2(folder, name, state):
+        if name == "th3" and state.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path / "cut"), log=quiet, on_epoch=killed_after_epoch_2)
+    with pytest.raises(GalsegError, match="already holds a run; add --resume"):
+        train(config(tmp_path / "cut"), log=quiet)
+    resumed = train(config(tmp_path / "cut"), resume=True, log=quiet)
+    for name in ("th1", "th3"):
+        epochs = [h["epoch"] for h in resumed[name].history]
+        assert epochs == [1, 2, 3, 4]
+        for a, b in zip(full[name].history, resumed[name].history, strict=True):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+            assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)
+        saved = json.loads((tmp_path / "cut" / name / "history.json").read_text())
+        assert [h["epoch"] for h in saved] == [1, 2, 3, 4]
+    assert read_run(tmp_path / "cut")["units"] == {"th1": [1], "th3": [3]}
+
+
+def test_resume_refuses_other_settings(small_dataset, tmp_path):
+    base = dict(
+        dataset=str(small_dataset),
+        out=str(tmp_path / "r"),
+        thresholds=(3,),
+        preset="tiny",
+        epochs=1,
+        batch_size=8,
+        steps_per_epoch=1,
+    )
+    train(TrainConfig(**base), log=quiet)
+    with pytest.raises(GalsegError, match=r"different settings \(lr\)"):
+        train(TrainConfig(**{**base, "lr": 0.5}), resume=True, log=quiet)
+
+
+def test_early_stopping_keeps_the_best_epoch(small_dataset, tmp_path):
+    config = TrainConfig(
+        dataset=str(small_dataset),
+        out=str(tmp_path / "r"),
+        thresholds=(3,),
+        preset="tiny",
+        epochs=30,
+        batch_size=8,
+        steps_per_epoch=2,
+        lr=0.5,
+        patience=2,
+    )
+    state = train(config, log=quiet)["th3"]  # a silly learning rate: the loss stops improving
+    assert state.epoch < 30 and state.epochs_since_best == 2
+    assert state.best_epoch == state.epoch - 2
+
+
+def test_thresholds_parse():
+    assert parse_thresholds("1-6") == (1, 2, 3, 4, 5, 6)
+    assert parse_thresholds("1,3-4") == (1, 3, 4)
+    with pytest.raises(GalsegError):
+        parse_thresholds("three")
+    with pytest.raises(GalsegError, match="choose among 1-6"):
+        TrainConfig(dataset="x", out="y", thresholds=(7,))
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_end_with_identical_weights(small_dataset, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "galseg.cli",
+            "train",
+            str(small_dataset),
+            "--out",
+            str(out),
+            "--thresholds",
+            "3",
+            "--preset",
+            "tiny",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--steps-per-epoch",
+            "3",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    sums = json.loads((out / "th3" / "ranks.json").read_text())["weights_checksums"]
+    assert len(sums) == 2 and sums[0] == sums[1]
+    model, checkpoint = load_checkpoint(out / "th3" / "last.pt")
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2
+    # both ranks trained on their own halves: 2 ranks x 3 steps x 4 images per epoch
+    assert checkpoint["state"]["history"][0]["train_images"] == 24
+    assert torch.isfinite(torch.tensor(checkpoint["state"]["best_loss"]))
