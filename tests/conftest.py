@@ -19,3 +19,25 @@ def gz3d_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("gz3d")
     list(write_synthetic(out, n=60, seed=7, size=SMALL_SIZE, workers=1))
     return out
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(gz3d_dir, tmp_path_factory):
+    """The sixty galaxies prepared at 32 px."""
+    from galseg.dataset import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "ds"
+    prepare(gz3d_dir, out, size=32, show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(dataset_dir, tmp_path_factory):
+    """A tiny network per threshold, trained for a few steps: enough to exercise every path."""
+    from galseg.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "run"
+    config = TrainConfig(dataset=str(dataset_dir), out=str(out), preset="tiny", epochs=2, batch_size=8,
+                         steps_per_epoch=3)  # fmt: skip
+    train(config, log=lambda line: None)
+    return out

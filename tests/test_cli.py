@@ -17,3 +17,35 @@ def test_user_error_is_one_line_and_status_2(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path), "--n", "1", "--size", "8"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("galseg: error:") and "too small" in err and "\n" not in err
+
+
+def test_evaluate_writes_table1_catalogues_and_figures(trained_run, dataset_dir, tmp_path, capsys):
+    from astropy.table import Table
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(trained_run), "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "| grid | th |" in printed and "| full | 6 |" in printed
+    per_galaxy = Table.read(out / "per_galaxy.ecsv")
+    n_test = int((Table.read(dataset_dir / "catalogue.ecsv")["SPLIT"] == "test").sum())
+    assert len(per_galaxy) == n_test * 6 * 2  # six thresholds, training grid and full resolution
+    assert set(per_galaxy["GRID"]) == {"train_size", "full"}
+    for name in ("table1.md", "table1.ecsv", "detection.ecsv"):
+        assert (out / name).stat().st_size > 100
+    for figure in (
+        "figure1_votes.png",
+        "figure4_thresholds.png",
+        "figure5_histograms_th3.png",
+        "detection.png",
+    ):
+        assert (out / figure).stat().st_size > 5_000, figure
+
+
+def test_train_writes_figure_3_per_threshold(dataset_dir, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", str(dataset_dir), "--out", str(out), "--thresholds", "2,5", "--preset", "tiny",
+                 "--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "4"]) == 0  # fmt: skip
+    for unit in ("th2", "th5"):
+        assert (out / unit / "curves.png").stat().st_size > 5_000
+        assert (out / unit / "best.pt").is_file() and (out / unit / "last.pt").is_file()
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2

@@ -95,6 +95,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from galseg.metrics import evaluate_run, table1_markdown
+    from galseg.plots import evaluation_figures
+
+    out = args.out or Path(args.run) / "evaluation"
+    evaluation = evaluate_run(
+        args.run,
+        dataset=args.dataset,
+        out=out,
+        full_resolution=args.full_resolution,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
+    evaluation_figures(evaluation, out, threshold=args.figure_threshold)
+    print(table1_markdown(evaluation.table1))
+    print(f"catalogues, Table 1 and figures in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="galseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galseg {__version__}")
@@ -164,6 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap batches per epoch (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser(
+        "evaluate", help="the paper's per-galaxy metrics, Table 1 and figures on the test split"
+    )
+    p.add_argument("run", type=Path, help="a run folder made by galseg train")
+    p.add_argument("--dataset", type=Path, default=None, help="dataset folder (default: the run's own)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/evaluation)")
+    p.add_argument(
+        "--full-resolution",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also score on the original vote maps, predictions upsampled",
+    )
+    p.add_argument("--figure-threshold", type=int, default=3, help="threshold of Figures 1 and 5")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_evaluate)
     return parser
 
 

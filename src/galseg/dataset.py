@@ -214,12 +214,22 @@ def prepare(
     finally:
         if pool:
             pool.shutdown()
-    manifest = _assemble(out, parts, len(chunks), size=size, seed=seed, test_fraction=test_fraction)
+    manifest = _assemble(
+        out,
+        parts,
+        len(chunks),
+        size=size,
+        seed=seed,
+        test_fraction=test_fraction,
+        source_dir=str(root.resolve()),
+    )
     shutil.rmtree(parts)
     return manifest
 
 
-def _assemble(out: Path, parts: Path, n_chunks: int, *, size: int, seed: int, test_fraction: float) -> dict:
+def _assemble(
+    out: Path, parts: Path, n_chunks: int, *, size: int, seed: int, test_fraction: float, source_dir: str
+) -> dict:
     """Concatenate the chunks into the final arrays, catalogue and manifest, one chunk at a time."""
     per_chunk: list[list[dict]] = []
     for number in range(n_chunks):
@@ -285,6 +295,7 @@ def _assemble(out: Path, parts: Path, n_chunks: int, *, size: int, seed: int, te
         "size": size,
         "seed": seed,
         "test_fraction": test_fraction,
+        "source_dir": source_dir,
         "counts": {
             "files": len(records),
             "prepared": n,

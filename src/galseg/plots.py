@@ -95,3 +95,115 @@ def training_curves(
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def metric_histograms(
+    per_galaxy, threshold: int, path: str | os.PathLike[str], *, grid: str = "train_size"
+) -> Path:
+    """The paper's Figure 5: accuracy, precision and Jaccard per galaxy at one threshold, over the
+    galaxies where both the volunteers and the model mark arms (the Table 1 selection)."""
+    sel = (per_galaxy["GRID"] == grid) & (per_galaxy["TH"] == threshold)
+    t = per_galaxy[sel]
+    t = t[t["HAS_ARM_TRUTH"] & t["HAS_ARM_PRED"]]
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.0), sharey=True)
+    for ax, name in zip(axes, ("ACCURACY", "PRECISION", "JACCARD"), strict=True):
+        values = np.asarray(t[name], dtype=float)
+        ax.hist(values, bins=np.linspace(0, 1, 21), color="#4c72b0", edgecolor="white")
+        if values.size:
+            ax.axvline(np.mean(values), color="#c44e52", lw=1.5, label=f"mean {np.mean(values):.2f}")
+            ax.legend(fontsize=8, loc="upper left")
+        ax.set_xlabel(name.lower())
+        ax.set_xlim(0, 1)
+    axes[0].set_ylabel("galaxies")
+    fig.suptitle(
+        f"th = {threshold}: {len(t)} test galaxies where volunteers and model both mark arms", fontsize=10
+    )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def thresholds_example(
+    image: np.ndarray,
+    votes: np.ndarray,
+    probabilities: np.ndarray,
+    thresholds: Sequence[int],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> Path:
+    """The paper's Figure 4: one galaxy, then for each threshold the volunteers' mask (top)
+    beside the model's (bottom)."""
+    n = len(thresholds)
+    fig, axes = plt.subplots(2, n + 1, figsize=(1.9 * (n + 1), 4.0), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].imshow(image, origin="upper")
+    axes[0, 0].set_title(title or "image", fontsize=8)
+    axes[1, 0].imshow(votes, origin="upper", cmap=ARM_CMAP, vmin=0, vmax=max(15, int(votes.max())))
+    axes[1, 0].set_title("vote counts", fontsize=8)
+    for k, th in enumerate(thresholds):
+        axes[0, k + 1].imshow(votes >= th, origin="upper", cmap="gray", vmin=0, vmax=1)
+        axes[0, k + 1].set_title(f"volunteers, th={th}", fontsize=8)
+        axes[1, k + 1].imshow(probabilities[k] > 0.5, origin="upper", cmap="gray", vmin=0, vmax=1)
+        axes[1, k + 1].set_title(f"model, th={th}", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def votes_figure(
+    image: np.ndarray, votes: np.ndarray, threshold: int, path: str | os.PathLike[str], *, title: str = ""
+) -> Path:
+    """The paper's Figure 1: image, vote counts with a colour bar, votes >= th, and the binary mask."""
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].imshow(image, origin="upper")
+    axes[0].set_title(title or "image", fontsize=9)
+    shown = axes[1].imshow(votes, origin="upper", cmap=ARM_CMAP, vmin=0, vmax=max(15, int(votes.max())))
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04, label="volunteers")
+    axes[1].set_title("spiral-arm vote counts", fontsize=9)
+    kept = np.where(votes >= threshold, votes, 0)
+    shown = axes[2].imshow(kept, origin="upper", cmap=ARM_CMAP, vmin=0, vmax=max(15, int(votes.max())))
+    fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.04)
+    axes[2].set_title(f"votes >= {threshold}", fontsize=9)
+    axes[3].imshow(votes >= threshold, origin="upper", cmap="gray", vmin=0, vmax=1)
+    axes[3].set_title(f"binary mask, th = {threshold}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def detection_bars(detection, path: str | os.PathLike[str]) -> Path:
+    """Galaxy-level detection precision, recall and F1 against the threshold."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    th = np.asarray(detection["TH"])
+    for offset, name in zip((-0.25, 0, 0.25), ("PRECISION", "RECALL", "F1"), strict=True):
+        ax.bar(
+            th + offset,
+            np.nan_to_num(np.asarray(detection[name], dtype=float)),
+            width=0.25,
+            label=name.lower(),
+        )
+    ax.set_xlabel("vote threshold th")
+    ax.set_ylabel("galaxies with arms: score")
+    ax.set_ylim(0, 1.05)
+    ax.set_xticks(th)
+    ax.legend(fontsize=8, ncol=3, loc="lower center")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def evaluation_figures(evaluation, out: str | os.PathLike[str], *, threshold: int = 3) -> list[Path]:
+    """Figures 1, 4 and 5 of the paper and the detection summary, from an ``Evaluation``."""
+    out = Path(out)
+    th = threshold if threshold in evaluation.thresholds else evaluation.thresholds[0]
+    e, name = evaluation, evaluation.example_mangaid
+    return [
+        votes_figure(e.example_image, e.example_votes, th, out / "figure1_votes.png", title=name),
+        thresholds_example(e.example_image, e.example_votes, e.example_probabilities, e.thresholds,
+                           out / "figure4_thresholds.png", title=name),
+        metric_histograms(e.per_galaxy, th, out / f"figure5_histograms_th{th}.png"),
+        detection_bars(e.detection, out / "detection.png"),
+    ]  # fmt: skip
