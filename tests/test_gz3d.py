@@ -172,3 +172,19 @@ def test_find_files_is_recursive_and_sorted(tmp_path, spiral):
     assert [p.name for p in found] == ["a.fits", "x.fits.gz"]
     with pytest.raises(GalsegError, match="not a folder"):
         find_gz3d_files(tmp_path / "a.fits")
+
+
+def test_reading_without_outlines_gives_the_same_pixels_and_still_checks_tables(tmp_path, spiral):
+    path = write_gz3d(tmp_path / "g.fits.gz", spiral)
+    light = read_gz3d(path, outlines=False)
+    np.testing.assert_array_equal(light.spiral_votes, spiral.spiral_votes)
+    assert light.n_classifications == len(spiral.spiral_paths) and light.spiral_paths is None
+    bad = _break(tmp_path, spiral, "metadata_column_missing")
+    with pytest.raises(GalsegError, match="HDU 5 lacks column"):
+        read_gz3d(bad, outlines=False)
+    with fits.open(path) as hdul:
+        hdus = [h.copy() for h in hdul]
+    hdus[9] = fits.BinTableHDU(spiral.spiral_paths["classification_id", "time_stamp"])
+    fits.HDUList(hdus).writeto(tmp_path / "no_paths.fits")
+    with pytest.raises(GalsegError, match="HDU 9 lacks column.s. spiral_paths"):
+        read_gz3d(tmp_path / "no_paths.fits", outlines=False)

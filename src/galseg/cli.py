@@ -114,6 +114,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from galseg.plots import prediction_overlay
+    from galseg.predict import load, predict_files
+    from galseg.train import parse_thresholds, start_runtime
+
+    runtime = start_runtime(args.device)
+    predictor = load(args.run, device=runtime.device)
+    if args.thresholds:
+        predictor = predictor.select(parse_thresholds(args.thresholds))
+    catalogue = predict_files(
+        predictor,
+        args.inputs,
+        args.out,
+        catalogue=args.catalogue,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        overlay=prediction_overlay if args.overlay else None,
+    )
+    if not runtime.main:
+        return 0
+    failed = sorted(set(catalogue["SOURCE"][catalogue["ERROR"] != ""]))
+    for row in catalogue[catalogue["ERROR"] != ""]:
+        print(f"galseg: failed: {row['ERROR']}", file=sys.stderr)
+    print(
+        f"{len(set(catalogue['ORDER'])) - len(failed)} images predicted, {len(failed)} failed; "
+        f"catalogue {Path(args.out) / args.catalogue}"
+    )
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="galseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galseg {__version__}")
@@ -177,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-norm",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="batch normalisation after each convolution (not in the paper)",
+        default=None,
+        help="batch normalisation after each convolution (default: the preset's; paper: off)",
     )
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap batches per epoch (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -200,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="arm masks and a catalogue for new images (GZ:3D, FITS, PNG, JPEG)")
+    p.add_argument("run", type=Path, help="a run folder made by galseg train")
+    p.add_argument("inputs", nargs="+", help="image files, folders, or text files listing paths")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--thresholds", default=None, help="a subset of the run's thresholds, e.g. 3 or 1,3,5")
+    p.add_argument("--catalogue", default="catalogue.ecsv", help="file name; .ecsv, .csv, .fits or .parquet")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2, help="processes reading inputs ahead of the network")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overlay", action="store_true", help="also write PNG overlays of the masks")
+    p.set_defaults(func=_predict)
     return parser
 
 

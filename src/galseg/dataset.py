@@ -30,7 +30,7 @@ from astropy.table import Table
 
 from galseg import THRESHOLDS, GalsegError, __version__
 from galseg.gz3d import atomic_write_bytes, find_gz3d_files, read_gz3d
-from galseg.progress import progress
+from galseg.progress import Progress
 
 MAX_VOTES = 15
 """Vote maps are clipped here when prepared (the issue's 0..15); every threshold is far below."""
@@ -120,7 +120,7 @@ def _prepare_one(args: tuple[Path, Path, int]) -> _Prepared:
     path, root, size = args
     source = str(path.relative_to(root))
     try:
-        galaxy = read_gz3d(path)
+        galaxy = read_gz3d(path, outlines=False)
     except GalsegError as exc:
         return _Prepared(source, error=str(exc).removeprefix(f"{path}: "))
     meta = galaxy.metadata
@@ -202,15 +202,18 @@ def prepare(
     chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
-        bar = progress(range(len(files)), label="prepare", enabled=show_progress)
+        ticks = Progress(len(files), label="prepare", enabled=show_progress)
         for number, chunk in enumerate(chunks):
             target = parts / f"chunk_{number:06d}.npz"
+            if target.exists():  # finished before an interruption
+                ticks.update(len(chunk))
+                continue
             jobs = [(p, root, size) for p in chunk]
-            if not target.exists():
-                results = list(pool.map(_prepare_one, jobs, chunksize=4) if pool else map(_prepare_one, jobs))
-                _save_chunk(target, results, size)
-            for _ in chunk:
-                next(bar, None)
+            results = []
+            for result in pool.map(_prepare_one, jobs, chunksize=4) if pool else map(_prepare_one, jobs):
+                results.append(result)
+                ticks.update()
+            _save_chunk(target, results, size)
     finally:
         if pool:
             pool.shutdown()

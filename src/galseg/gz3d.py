@@ -94,23 +94,24 @@ class GZ3DGalaxy:
     spiral_votes: np.ndarray
     bar_votes: np.ndarray
     metadata: Table
-    center_clusters: Table
-    star_clusters: Table
-    clicks: Table
-    spiral_paths: Table
-    bar_paths: Table
+    center_clusters: Table | None
+    star_clusters: Table | None
+    clicks: Table | None
+    spiral_paths: Table | None
+    bar_paths: Table | None
     wcs: WCS
     path: Path | None = field(default=None, compare=False)
+    n_classifications: int = -1
+    """Volunteers who classified this galaxy: rows of HDU 9 (never an assumed 15)."""
+
+    def __post_init__(self) -> None:
+        if self.n_classifications < 0 and self.spiral_paths is not None:
+            self.n_classifications = len(self.spiral_paths)
 
     @property
     def mangaid(self) -> str:
         """The galaxy's identity (from the metadata, never from the file name)."""
         return _text(self.metadata["MANGAID"][0])
-
-    @property
-    def n_classifications(self) -> int:
-        """How many volunteers classified this galaxy (rows of HDU 9, not an assumed 15)."""
-        return len(self.spiral_paths)
 
     def spiral_outlines(self) -> list[list[np.ndarray]]:
         """Each volunteer's closed arm outlines: a list per volunteer of (N, 2) [x, y] arrays."""
@@ -220,8 +221,11 @@ def _read_wcs(hdul: fits.HDUList) -> WCS:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_gz3d(path: str | os.PathLike[str]) -> GZ3DGalaxy:
+def read_gz3d(path: str | os.PathLike[str], *, outlines: bool = True) -> GZ3DGalaxy:
     """Read one GZ:3D file (``.fits`` or ``.fits.gz``), checking every HDU's type and shape.
+
+    With ``outlines=False`` the cluster, click and outline tables (HDUs 6-10) are checked but
+    not decoded (left None): four times faster, and all that training needs.
 
     Raises
     ------
@@ -239,7 +243,7 @@ def read_gz3d(path: str | os.PathLike[str]) -> GZ3DGalaxy:
         with warnings.catch_warnings():
             warnings.simplefilter("error", AstropyUserWarning)  # "may have been truncated"
             with fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=False) as hdul:
-                return _read_hdul(hdul, path)
+                return _read_hdul(hdul, path, outlines)
     except GalsegError:
         raise
     except (
@@ -266,10 +270,14 @@ def _check(ok: bool, path: Path, hdu: int, problem: str) -> None:
         raise GalsegError(f"{path}: HDU {hdu} {problem}")
 
 
-def _read_hdul(hdul: fits.HDUList, path: Path) -> GZ3DGalaxy:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        hdul.verify("silentfix")
+def _table_columns(hdu: fits.BinTableHDU) -> list[str]:
+    """Column names from the header cards alone: far cheaper than decoding the table."""
+    return [
+        str(hdu.header.get(f"TTYPE{i}", "")).strip() for i in range(1, int(hdu.header.get("TFIELDS", 0)) + 1)
+    ]
+
+
+def _read_hdul(hdul: fits.HDUList, path: Path, outlines: bool) -> GZ3DGalaxy:
     n = len(hdul)
     if n < N_HDUS:
         raise GalsegError(f"{path}: has {n} HDUs, a GZ:3D file has {N_HDUS} (truncated or not GZ:3D)")
@@ -314,21 +322,22 @@ def _read_hdul(hdul: fits.HDUList, path: Path) -> GZ3DGalaxy:
             index,
             "should hold whole vote counts, found fractions",
         )
-    tables = {}
+    tables: dict[int, Table | None] = {}
     for index, columns in _TABLE_COLUMNS.items():
         hdu = hdul[index]
         _check(isinstance(hdu, fits.BinTableHDU), path, index, "should be a binary table")
-        table = Table(hdu.data)
-        missing = [c for c in columns if c not in table.colnames]
+        present = _table_columns(hdu)
+        missing = [c for c in columns if c not in present]
         _check(not missing, path, index, f"lacks column(s) {', '.join(missing)}")
-        tables[index] = table
+        tables[index] = Table(hdu.data) if outlines or index == HDU_METADATA else None
     metadata = tables[HDU_METADATA]
     _check(len(metadata) == 1, path, HDU_METADATA, f"should have one row, found {len(metadata)}")
     for name in metadata.colnames:
         if metadata[name].dtype.kind in "SU":
             metadata[name] = [_text(v) for v in metadata[name]]
-    for row in tables[HDU_SPIRAL_PATHS]["spiral_paths"]:
-        parse_paths(row)  # fail here, naming the file, rather than later in a user's loop
+    if outlines:
+        for row in tables[HDU_SPIRAL_PATHS]["spiral_paths"]:
+            parse_paths(row)  # fail here, naming the file, rather than later in a user's loop
     return GZ3DGalaxy(
         image=np.ascontiguousarray(image),
         center_mask=masks[0],
@@ -343,6 +352,7 @@ def _read_hdul(hdul: fits.HDUList, path: Path) -> GZ3DGalaxy:
         bar_paths=tables[HDU_BAR_PATHS],
         wcs=_read_wcs(hdul),
         path=path,
+        n_classifications=int(hdul[HDU_SPIRAL_PATHS].header.get("NAXIS2", 0)),
     )
 
 

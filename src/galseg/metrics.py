@@ -228,7 +228,7 @@ def evaluate_run(
             example_p = p[example - start]
         if full_resolution:
             for j, source in enumerate(sources[start : start + chunk]):
-                full_votes = read_gz3d(source_dir / source).spiral_votes
+                full_votes = read_gz3d(source_dir / source, outlines=False).spiral_votes
                 p_full = upsample(p[j], full_votes.shape)
                 for k, th in enumerate(predictor.thresholds):
                     counts["full", th].append(confusion((full_votes >= th)[None], (p_full[k] > 0.5)[None]))

@@ -207,3 +207,31 @@ def evaluation_figures(evaluation, out: str | os.PathLike[str], *, threshold: in
         metric_histograms(e.per_galaxy, th, out / f"figure5_histograms_th{th}.png"),
         detection_bars(e.detection, out / "detection.png"),
     ]  # fmt: skip
+
+
+THRESHOLD_COLOURS = ("#ffe066", "#ffa94d", "#ff6b6b", "#f06595", "#cc5de8", "#5c7cfa")
+
+
+def prediction_overlay(
+    source, probabilities: np.ndarray, thresholds: Sequence[int], path: str | os.PathLike[str]
+) -> Path:
+    """The input image with the outline of the predicted arms at each threshold, and the arm
+    probability at the lowest threshold beside it. ``source`` is a ``predict.InputImage``."""
+    fig, (ax_img, ax_p) = plt.subplots(1, 2, figsize=(8, 4.1))
+    ax_img.imshow(source.image, origin="upper")
+    for k, th in enumerate(thresholds):
+        if probabilities[k].max() > 0.5:
+            ax_img.contour(
+                probabilities[k], levels=[0.5], colors=[THRESHOLD_COLOURS[(th - 1) % 6]], linewidths=0.9
+            )
+        ax_img.plot([], [], color=THRESHOLD_COLOURS[(th - 1) % 6], label=f"th={th}")
+    ax_img.legend(fontsize=7, loc="lower right", ncol=2)
+    ax_img.set_title(source.name, fontsize=9)
+    shown = ax_p.imshow(probabilities[0], origin="upper", cmap="viridis", vmin=0, vmax=1)
+    fig.colorbar(shown, ax=ax_p, fraction=0.046, pad=0.04)
+    ax_p.set_title(f"P(votes >= {thresholds[0]})", fontsize=9)
+    for ax in (ax_img, ax_p):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return _save(fig, path)

@@ -6,17 +6,29 @@ same calls, so evaluation, prediction and the demo do not care which head made t
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
+import warnings
+import zlib
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from astropy.io import fits
+from astropy.table import Table, vstack
+from astropy.wcs import WCS, FITSFixedWarning
 
-from galseg import GalsegError
+from galseg import GalsegError, __version__
 from galseg.dataset import resize_image
+from galseg.gz3d import N_HDUS, atomic_write_bytes, read_gz3d, wcs_header
+from galseg.progress import Progress
 from galseg.train import load_checkpoint, read_run, resolve_device
 from galseg.unet import UNet, probabilities
 
@@ -55,15 +67,26 @@ class Predictor:
             x = batch.permute(0, 3, 1, 2).float().div_(255.0)
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-            column = 0
-            for model, thresholds in self.units:
+            for model, unit_thresholds in self.units:
                 with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
                     logits = model(x)
                 p = probabilities(logits, model.args.head)
-                p = p.unsqueeze(1) if p.ndim == 3 else p
-                out[start : start + len(batch), column : column + len(thresholds)] = p.cpu().numpy()
-                column += len(thresholds)
+                p = (p.unsqueeze(1) if p.ndim == 3 else p).cpu().numpy()
+                for k, th in enumerate(unit_thresholds):
+                    if th in self.thresholds:
+                        out[start : start + len(batch), self.thresholds.index(th)] = p[:, k]
         return out
+
+    def select(self, thresholds: Sequence[int]) -> Predictor:
+        """The same run restricted to some thresholds (networks not needed are dropped)."""
+        missing = sorted(set(thresholds) - set(self.thresholds))
+        if missing:
+            raise GalsegError(
+                f"{self.run}: has no network for threshold(s) {missing}; it has {self.thresholds}"
+            )
+        keep = tuple(t for t in self.thresholds if t in thresholds)
+        units = [(m, ths) for m, ths in self.units if set(ths) & set(keep)]
+        return replace(self, units=units, thresholds=keep)
 
     def predict_image(self, image: np.ndarray) -> np.ndarray:
         """P(votes >= th) for one (H, W, 3) uint8 image of any size, on its own pixel grid.
@@ -93,11 +116,13 @@ def upsample(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return (t[0] if squeeze else t).numpy()
 
 
-def load(run: str | os.PathLike[str], *, device: str = "auto", checkpoint: str = "best") -> Predictor:
+def load(
+    run: str | os.PathLike[str], *, device: str | torch.device = "auto", checkpoint: str = "best"
+) -> Predictor:
     """Load every network of a run (the best epoch by default) for inference."""
     run = Path(run)
     record = read_run(run)
-    dev = resolve_device(device)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
     units = []
     thresholds: list[int] = []
     size = int(record["dataset_manifest"]["size"])
@@ -116,3 +141,381 @@ def load(run: str | os.PathLike[str], *, device: str = "auto", checkpoint: str =
         device=dev,
         config=record["config"],
     )
+
+
+# ----------------------------------------------------------------------------- inputs
+
+IMAGE_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fts", ".png", ".jpg", ".jpeg")
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+
+
+def _is_image(path: Path) -> bool:
+    return path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files, folders (searched recursively) and text files listing paths, in a stable order."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found.extend(sorted(p for p in item.rglob("*") if p.is_file() and _is_image(p)
+                                and not p.name.startswith(".")))  # fmt: skip
+        elif item.name.lower().endswith(LIST_SUFFIXES) and item.is_file():
+            for line in item.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    path = Path(line)
+                    found.append(path if path.is_absolute() else item.parent / path)
+        else:
+            found.append(item)  # missing or unreadable files get an error row later
+    return found
+
+
+@dataclass
+class InputImage:
+    """One input, read: its name, RGB pixels, WCS (or None) and where it came from."""
+
+    name: str
+    image: np.ndarray  # (H, W, 3) uint8
+    wcs: WCS | None
+    source: str
+
+
+def _stretch_to_uint8(data: np.ndarray) -> np.ndarray:
+    """Scale a float image (one or more bands) to 0..255: asinh between the sky and the 99.9th
+    percentile, as survey colour cutouts are made."""
+    data = np.nan_to_num(np.asarray(data, dtype=np.float32))
+    sky = np.median(data)
+    noise = 1.4826 * np.median(np.abs(data - sky)) or 1.0
+    top = max(np.percentile(data, 99.9) - sky, 10 * noise)
+    x = np.clip((data - sky) / noise, 0, None)
+    return np.clip(255 * np.arcsinh(x) / np.arcsinh(top / noise), 0, 255).astype(np.uint8)
+
+
+def _read_fits_image(path: Path, raw: bytes) -> tuple[np.ndarray, WCS | None]:
+    with fits.open(io.BytesIO(raw), memmap=False) as hdul:
+        hdu = next((h for h in hdul if h.is_image and h.data is not None and h.data.ndim in (2, 3)), None)
+        if hdu is None:
+            raise GalsegError(f"{path}: no 2-D image or 3-plane cube in any HDU")
+        data = np.asarray(hdu.data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(hdu.header, naxis=2)
+        wcs = wcs if wcs.has_celestial else None
+    if data.ndim == 3:
+        if data.shape[-1] == 3:  # rows, columns, RGB (as GZ:3D's HDU 0)
+            planes = data
+        elif data.shape[0] == 3:  # a band cube, bluest first (g, r, i): shown as B, G, R
+            planes = np.moveaxis(data[::-1], 0, -1)
+        else:
+            raise GalsegError(
+                f"{path}: a cube needs 3 planes (rows x columns x 3 or 3 x rows x columns), "
+                f"found {data.shape}"
+            )
+    else:
+        planes = np.repeat(data[..., None], 3, axis=2)
+    image = planes if planes.dtype == np.uint8 else _stretch_to_uint8(planes)
+    return image, wcs
+
+
+def read_input(path: Path) -> InputImage:
+    """Read a GZ:3D file, a plain FITS image or cube, or a PNG/JPEG cutout as 8-bit RGB."""
+    name = path.name
+    for suffix in (".fits.gz", *IMAGE_SUFFIXES):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    if not path.is_file():
+        raise GalsegError(f"{path}: no such file")
+    lower = path.name.lower()
+    if lower.endswith((".png", ".jpg", ".jpeg")):
+        try:
+            pixels = mpimg.imread(path)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise GalsegError(f"{path}: not a readable image ({exc})") from exc
+        if pixels.dtype != np.uint8:
+            pixels = np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)
+        if pixels.ndim == 2:
+            pixels = np.repeat(pixels[..., None], 3, axis=2)
+        return InputImage(name, np.ascontiguousarray(pixels[..., :3]), None, str(path))
+    raw = path.read_bytes()
+    try:
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        with fits.open(io.BytesIO(raw), memmap=False) as hdul:
+            is_gz3d = len(hdul) == N_HDUS and hdul[0].data is not None and hdul[0].data.ndim == 3
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        raise GalsegError(f"{path}: not a readable FITS file ({_short(exc)})") from exc
+    if is_gz3d:
+        galaxy = read_gz3d(path, outlines=False)
+        return InputImage(galaxy.mangaid, galaxy.image, galaxy.wcs, str(path))
+    try:
+        image, wcs = _read_fits_image(path, raw)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        raise GalsegError(f"{path}: not a readable FITS image ({_short(exc)})") from exc
+    return InputImage(name, image, wcs, str(path))
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def footprint(image: np.ndarray) -> np.ndarray:
+    """Pixels belonging to the galaxy (and anything as bright): smoothed luminance above the sky
+    by 3 robust sigmas. The denominator of the arm fraction 'of the galaxy'."""
+    grey = image.astype(np.float32).mean(axis=2)
+    k = 5  # a 5x5 box mean through cumulative sums: noise down 5x before thresholding
+    padded = np.pad(grey, k // 2, mode="edge")
+    c = np.cumsum(np.cumsum(np.pad(padded, ((1, 0), (1, 0))), axis=0), axis=1)
+    smooth = (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+    sky = np.median(grey)
+    noise = 1.4826 * np.median(np.abs(grey - sky)) or 1.0
+    return smooth > sky + 3 * noise / k
+
+
+# ----------------------------------------------------------------------------- many files
+
+PROBABILITY_SCALE = 255
+"""Probability maps are stored as uint8: P = value / 255 (a quarter of float32 on disk)."""
+STAT_COLUMNS = ("TH", "HAS_ARMS", "ARM_PIXELS", "ARM_FRACTION_IMAGE", "ARM_FRACTION_FOOTPRINT",
+                "MEAN_ARM_PROBABILITY")  # fmt: skip
+
+
+def output_names(paths: Sequence[Path]) -> list[str]:
+    """A unique, filesystem-safe output name per input, known before reading (for resuming)."""
+    names, seen = [], {}
+    for path in paths:
+        stem = path.name
+        for suffix in (".fits.gz", *IMAGE_SUFFIXES):
+            if stem.lower().endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "image"
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return names
+
+
+def arm_statistics(probabilities: np.ndarray, thresholds: Sequence[int], galaxy: np.ndarray) -> Table:
+    """Per threshold: has arms, arm pixels, arm fraction of the image and of the galaxy footprint,
+    and the mean probability over the arm pixels (NaN without any)."""
+    rows = []
+    n_galaxy = max(int(galaxy.sum()), 1)
+    for k, th in enumerate(thresholds):
+        mask = probabilities[k] > 0.5
+        n = int(mask.sum())
+        rows.append((th, n > 0, n, n / mask.size, int((mask & galaxy).sum()) / n_galaxy,
+                     float(probabilities[k][mask].mean()) if n else np.nan))  # fmt: skip
+    return Table(rows=rows, names=STAT_COLUMNS, dtype=("i2", "?", "i8", "f4", "f4", "f4"))
+
+
+def mask_hdus(
+    probabilities: np.ndarray,
+    thresholds: Sequence[int],
+    wcs: WCS | None,
+    stats: Table,
+    provenance: dict[str, str],
+) -> fits.HDUList:
+    """The per-galaxy output: one uint8 mask per threshold, the probabilities, and the statistics."""
+    header = wcs_header(wcs) if wcs is not None else fits.Header()
+    primary = fits.PrimaryHDU(header=header.copy())
+    for key, value in provenance.items():
+        primary.header[key[:8].upper()] = value
+    hdus: list = [primary]
+    for k, th in enumerate(thresholds):
+        hdu = fits.ImageHDU(
+            (probabilities[k] > 0.5).astype(np.uint8), header=header.copy(), name=f"MASK_TH{th}"
+        )
+        hdu.header["THRESH"] = (th, "arm where P(votes >= THRESH) > 0.5")
+        hdus.append(hdu)
+    prob = fits.ImageHDU(
+        np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8), header=header.copy(), name="PROB"
+    )
+    prob.header["PSCALE"] = (PROBABILITY_SCALE, "P(votes >= th) = value / PSCALE")
+    for k, th in enumerate(thresholds):
+        prob.header[f"THRESH{k + 1}"] = (th, f"vote threshold of plane {k + 1}")
+    hdus.append(prob)
+    hdus.append(fits.BinTableHDU(stats, name="STATS"))
+    return fits.HDUList(hdus)
+
+
+class _Inputs(torch.utils.data.Dataset):
+    """Reads and shrinks one input per item in DataLoader workers, so reading overlaps the nets."""
+
+    def __init__(self, paths: Sequence[Path], size: int) -> None:
+        self.paths, self.size = list(paths), size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        path = self.paths[i]
+        try:
+            item = read_input(path)
+            return {"i": i, "input": item, "small": resize_image(item.image, self.size),
+                    "footprint": footprint(item.image), "error": None}  # fmt: skip
+        except GalsegError as exc:
+            return {"i": i, "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop a survey
+            return {"i": i, "error": f"{path}: {type(exc).__name__}: {_short(exc)}"}
+
+
+def predict_files(
+    predictor: Predictor,
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    catalogue: str = "catalogue.ecsv",
+    batch_size: int = 16,
+    workers: int = 2,
+    overlay: Callable[[InputImage, np.ndarray, Sequence[int], Path], object] | None = None,
+    show_progress: bool = True,
+) -> Table:
+    """Predict every input into ``out``: ``masks/NAME.fits.gz`` per galaxy and one catalogue.
+
+    Inputs already written are skipped (rerun to resume); unreadable ones get a row with their
+    error. Under torchrun each rank takes every world-th input and writes its own catalogue part;
+    rank 0 merges the parts in input order. Returns the merged catalogue (rank 0) or this rank's.
+    """
+    out = Path(out)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    suffix = "".join(Path(catalogue).suffixes[-1:]).lower()
+    if suffix not in CATALOGUE_FORMATS:
+        raise GalsegError(f"--catalogue {catalogue}: use .ecsv, .csv, .fits or .parquet")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise GalsegError("no inputs: give image files, folders or text files listing them")
+    names = output_names(paths)
+    mine = list(range(rank, len(paths), world))
+    todo = [i for i in mine if not (out / "masks" / f"{names[i]}.fits.gz").exists()]
+    errors: dict[int, str] = {}
+    thresholds = predictor.thresholds
+    loader = torch.utils.data.DataLoader(_Inputs([paths[i] for i in todo], predictor.size), batch_size=None,
+                                         num_workers=workers, collate_fn=lambda item: item,
+                                         prefetch_factor=4 if workers else None)  # fmt: skip
+    bar = Progress(len(todo), label="predict", enabled=show_progress and rank == 0)
+    batch: list[dict] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        p_small = predictor.probabilities(np.stack([b["small"] for b in batch]), batch_size=batch_size)
+        for item, p in zip(batch, p_small, strict=True):
+            source = item["input"]
+            p_full = upsample(p, source.image.shape[:2])
+            stats = arm_statistics(p_full, thresholds, item["footprint"])
+            stats.meta.clear()
+            provenance = {"GALSEG": __version__, "RUN": str(predictor.run)[-60:], "NAME": source.name,
+                          "SOURCE": Path(source.source).name[-60:]}  # fmt: skip
+            target = out / "masks" / f"{names[todo[item['i']]]}.fits.gz"
+            buffer = io.BytesIO()
+            mask_hdus(p_full, thresholds, source.wcs, stats, provenance).writeto(buffer)
+            atomic_write_bytes(target, gzip.compress(buffer.getvalue(), compresslevel=1, mtime=0))
+            if overlay is not None:
+                overlay(source, p_full, thresholds, out / "overlays" / f"{names[todo[item['i']]]}.png")
+        bar.update(len(batch))
+        batch.clear()
+
+    for item in loader:
+        if item["error"] is not None:
+            errors[todo[item["i"]]] = item["error"]
+            bar.update()
+            continue
+        batch.append(item)
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+
+    part = _catalogue_rows(paths, names, mine, errors, out)
+    if world > 1:
+        parts = out / "parts"
+        parts.mkdir(exist_ok=True)
+        _write_table(part, parts / f"rank{rank:04d}.ecsv")
+        dist.barrier()
+        if rank != 0:
+            return part
+        part = vstack([read_catalogue(parts / f"rank{r:04d}.ecsv") for r in range(world)])
+        part.sort(["ORDER", "TH"])
+    # short upper-case keys: they become FITS header cards when the catalogue is FITS
+    part.meta.update({"GALSEG": __version__, "RUN": str(predictor.run)[-60:], "HEAD": predictor.head,
+                      "THRESHS": ",".join(map(str, thresholds))})  # fmt: skip
+    _write_table(part, out / catalogue)
+    return part
+
+
+CATALOGUE_FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".fits": "fits", ".parquet": "parquet"}
+
+
+def read_catalogue(path: str | os.PathLike[str]) -> Table:
+    """A prediction catalogue in any of its formats, with empty text restored (not masked)."""
+    path = Path(path)
+    table = Table.read(path, format=CATALOGUE_FORMATS.get(path.suffix.lower()))
+    for name in ("ERROR", "OUTPUT", "SOURCE", "NAME"):
+        if name in table.colnames and hasattr(table[name], "filled"):
+            table[name] = table[name].filled("")
+    return table
+
+
+def _write_table(table: Table, path: Path) -> None:
+    fmt = CATALOGUE_FORMATS[path.suffix.lower()]
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")
+    try:
+        table.write(tmp, format=fmt, overwrite=True)
+    except ImportError as exc:
+        raise GalsegError(
+            f"{path}: writing {fmt} needs an extra package ({exc}); use .ecsv, .csv or .fits"
+        ) from exc
+    os.replace(tmp, path)
+
+
+def _catalogue_rows(
+    paths: Sequence[Path], names: Sequence[str], mine: Sequence[int], errors: dict[int, str], out: Path
+) -> Table:
+    """This rank's rows, in input order: the stored statistics of each written galaxy, or its error."""
+    rows = []
+    for i in mine:
+        target = out / "masks" / f"{names[i]}.fits.gz"
+        if i in errors or not target.exists():
+            rows.append(
+                {
+                    "ORDER": i,
+                    "NAME": names[i],
+                    "SOURCE": str(paths[i]),
+                    "OUTPUT": "",
+                    "HEIGHT": 0,
+                    "WIDTH": 0,
+                    "TH": 0,
+                    "HAS_ARMS": False,
+                    "ARM_PIXELS": 0,
+                    "ARM_FRACTION_IMAGE": np.nan,
+                    "ARM_FRACTION_FOOTPRINT": np.nan,
+                    "MEAN_ARM_PROBABILITY": np.nan,
+                    "ERROR": errors.get(i, "not predicted"),
+                }
+            )
+            continue
+        with fits.open(target) as hdul:
+            stats = Table(hdul["STATS"].data)
+            height, width = hdul["PROB"].data.shape[1:]
+            name = str(hdul[0].header.get("NAME", names[i]))
+        for r in stats:
+            rows.append(
+                {
+                    "ORDER": i,
+                    "NAME": name,
+                    "SOURCE": str(paths[i]),
+                    "OUTPUT": str(target.relative_to(out)),
+                    "HEIGHT": height,
+                    "WIDTH": width,
+                    **{c: r[c] for c in STAT_COLUMNS},
+                    "ERROR": "",
+                }
+            )
+    columns = ("ORDER", "NAME", "SOURCE", "OUTPUT", "HEIGHT", "WIDTH", *STAT_COLUMNS, "ERROR")
+    if not rows:
+        return Table(
+            names=columns,
+            dtype=("i8", "U64", "U256", "U128", "i4", "i4", "i2", "?", "i8", "f4", "f4", "f4", "U256"),
+        )
+    return Table(rows=rows, names=columns)

@@ -53,7 +53,7 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     patience: int = 5
-    batch_norm: bool = False
+    batch_norm: bool | None = None  # None: the preset's choice
     steps_per_epoch: int | None = None  # cap per epoch (quick runs); None = the whole split
     eval_split: str = "test"  # "train" only for overfitting checks
     loader_workers: int | None = None  # None: 0 on CPU (the cores train), 4 on CUDA

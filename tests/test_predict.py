@@ -1,0 +1,150 @@
+"""Prediction on new images of every kind: masks on the input's own grid, WCS carried,
+broken inputs reported, resumable runs, and torchrun sharding that changes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from galseg.cli import main
+from galseg.gz3d import find_gz3d_files, make_wcs, read_gz3d, wcs_header
+from galseg.predict import expand_inputs, footprint, load, predict_files, read_catalogue
+
+
+@pytest.fixture(scope="module")
+def inputs(gz3d_dir, tmp_path_factory):
+    """One galaxy in every supported form, at sizes unlike the training size."""
+    folder = tmp_path_factory.mktemp("inputs")
+    gz3d = find_gz3d_files(gz3d_dir)[0]
+    galaxy = read_gz3d(gz3d)
+    image = galaxy.image[:70, :90]  # a non-square cutout: masks must come back 70 x 90
+    wcs = make_wcs(150.0, 2.0, (70, 90))
+    fits.PrimaryHDU(image[..., 0].astype(np.float32) * 3.0 + 100, header=wcs_header(wcs)).writeto(
+        folder / "r_band.fits"
+    )
+    fits.PrimaryHDU(np.moveaxis(image, -1, 0).astype(np.float32), header=wcs_header(wcs)).writeto(
+        folder / "cube.fits"
+    )
+    mpimg.imsave(folder / "cutout.png", image)
+    mpimg.imsave(folder / "cutout.jpg", image)
+    (folder / "broken.fits").write_bytes(b"SIMPLE  =                    T" + b"\0" * 100)
+    listing = folder / "list.txt"
+    listing.write_text(
+        f"# one per line\n{gz3d}\nr_band.fits\ncube.fits\ncutout.png\ncutout.jpg\nbroken.fits\n"
+    )
+    return listing, galaxy, wcs
+
+
+def test_every_input_kind_gives_masks_on_its_own_grid(trained_run, inputs, tmp_path, capsys):
+    listing, galaxy, wcs = inputs
+    out = tmp_path / "pred"
+    status = main(["predict", str(trained_run), str(listing), "--out", str(out), "--device", "cpu",
+                   "--workers", "0", "--overlay"])  # fmt: skip
+    assert status == 1  # one input was broken
+    assert "5 images predicted, 1 failed" in capsys.readouterr().out
+    catalogue = read_catalogue(out / "catalogue.ecsv")
+    ok = catalogue[catalogue["ERROR"] == ""]
+    assert len(ok) == 5 * 6 and set(ok["TH"]) == {1, 2, 3, 4, 5, 6}
+    bad = catalogue[catalogue["ERROR"] != ""]
+    assert len(bad) == 1 and "broken.fits" in bad["ERROR"][0]
+    assert list(dict.fromkeys(catalogue["NAME"]))[0] == galaxy.mangaid  # GZ:3D inputs are named by MANGAID
+    expected_shape = {"r_band": (70, 90), "cube": (70, 90), "cutout": (70, 90), "cutout_2": (70, 90)}
+    for name, shape in expected_shape.items():
+        with fits.open(out / "masks" / f"{name}.fits.gz") as hdul:
+            assert hdul["MASK_TH3"].data.shape == shape and hdul["MASK_TH3"].data.dtype == np.uint8
+            assert hdul["PROB"].data.shape == (6, *shape)
+            if name in ("r_band", "cube"):
+                assert hdul["MASK_TH3"].header["CRVAL1"] == pytest.approx(150.0)
+                assert hdul["MASK_TH3"].header["CD2_2"] == pytest.approx(wcs.wcs.cd[1, 1])
+            else:
+                assert "CRVAL1" not in hdul["MASK_TH3"].header
+    with fits.open(next((out / "masks").glob("S007*.fits.gz"))) as hdul:
+        assert hdul["MASK_TH1"].data.shape == galaxy.image.shape[:2]
+        assert hdul["MASK_TH1"].header["CRVAL1"] == pytest.approx(galaxy.wcs.wcs.crval[0])
+        # the statistics agree with the stored masks
+        stats = Table(hdul["STATS"].data)
+        for row in stats:
+            mask = hdul[f"MASK_TH{row['TH']}"].data
+            assert row["ARM_PIXELS"] == mask.sum()
+            assert row["ARM_FRACTION_IMAGE"] == pytest.approx(mask.mean())
+    assert len(list((out / "overlays").glob("*.png"))) == 5
+
+
+def test_reruns_skip_finished_galaxies_and_retry_failures(trained_run, inputs, tmp_path):
+    listing, _, _ = inputs
+    out = tmp_path / "pred"
+    predictor = load(trained_run, device="cpu")
+    first = predict_files(predictor, [listing], out, workers=0, show_progress=False)
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "masks").iterdir()}
+    second = predict_files(predictor, [listing], out, workers=0, show_progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (out / "masks").iterdir()} == stamps
+    for column in ("NAME", "TH", "ARM_PIXELS", "ERROR"):
+        assert list(first[column]) == list(second[column])
+
+
+def test_catalogue_formats(trained_run, inputs, tmp_path):
+    listing, _, _ = inputs
+    predictor = load(trained_run, device="cpu").select([3])
+    for name in ("cat.csv", "cat.fits"):
+        table = predict_files(
+            predictor, [listing], tmp_path / "p", catalogue=name, workers=0, show_progress=False
+        )
+        back = read_catalogue(tmp_path / "p" / name)
+        assert len(back) == len(table) == 6 and set(back["TH"][back["ERROR"] == ""]) == {3}
+
+
+def test_notebook_api_returns_masks_for_an_array(trained_run, gz3d_dir):
+    predictor = load(trained_run, device="cpu")
+    image = read_gz3d(find_gz3d_files(gz3d_dir)[1]).image
+    masks = predictor.masks(image)
+    assert sorted(masks) == [1, 2, 3, 4, 5, 6]
+    assert all(m.shape == image.shape[:2] and m.dtype == bool for m in masks.values())
+
+
+def test_inputs_expand_from_folders_and_lists(inputs):
+    listing, _, _ = inputs
+    assert [p.name for p in expand_inputs([listing.parent])] == sorted(
+        ["broken.fits", "cube.fits", "cutout.jpg", "cutout.png", "r_band.fits"]
+    )
+    assert len(expand_inputs([listing])) == 6
+
+
+def test_footprint_covers_the_galaxy_not_the_sky():
+    y, x = np.mgrid[0:64, 0:64]
+    galaxy = 200 * np.exp(-((x - 32) ** 2 + (y - 32) ** 2) / 50.0)
+    image = np.clip(galaxy[..., None] + np.random.default_rng(0).normal(10, 2, (64, 64, 3)), 0, 255).astype(
+        np.uint8
+    )
+    mask = footprint(image)
+    # above the sky by 3 sigma of the 5x5-smoothed noise (2 / 5): out to 200 exp(-r^2/50) = 1.2
+    expected_area = np.pi * 50 * np.log(200 / 1.2)
+    assert mask[32, 32] and not mask[2, 2]
+    assert 0.8 * expected_area < mask.sum() < 1.25 * expected_area
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_equal_one_row_for_row(trained_run, gz3d_dir, tmp_path):
+    files = [str(p) for p in find_gz3d_files(gz3d_dir)[:7]]
+    single = predict_files(load(trained_run, device="cpu"), files, tmp_path / "one", workers=0,
+                           show_progress=False)  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+         "galseg.cli", "predict", str(trained_run), *files, "--out", str(tmp_path / "two"), "--device", "cpu",
+         "--workers", "0"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((tmp_path / "two" / "parts").glob("rank*.ecsv"))) == 2
+    double = read_catalogue(tmp_path / "two" / "catalogue.ecsv")
+    assert len(double) == len(single) == 7 * 6
+    for column in ("ORDER", "NAME", "TH", "HAS_ARMS", "ARM_PIXELS", "ARM_FRACTION_FOOTPRINT"):
+        assert list(double[column]) == list(single[column]), column
+    np.testing.assert_allclose(double["MEAN_ARM_PROBABILITY"], single["MEAN_ARM_PROBABILITY"], rtol=1e-5)
