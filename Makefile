@@ -16,7 +16,7 @@ $(BIN)/galseg: pyproject.toml
 	touch $@
 
 demo: $(BIN)/galseg
-	$(BIN)/galseg synth --out demo-output/gz3d --n 200 --seed 0
+	$(BIN)/galseg demo --out demo-output
 
 test: $(BIN)/galseg
 	$(BIN)/ruff check src tests benchmarks

@@ -37,7 +37,8 @@ def trained_run(dataset_dir, tmp_path_factory):
     from galseg.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs") / "run"
-    config = TrainConfig(dataset=str(dataset_dir), out=str(out), preset="tiny", epochs=2, batch_size=8,
-                         steps_per_epoch=3)  # fmt: skip
+    config = TrainConfig(
+        dataset=str(dataset_dir), out=str(out), preset="tiny", epochs=2, batch_size=8, steps_per_epoch=3
+    )
     train(config, log=lambda line: None)
     return out

@@ -43,8 +43,27 @@ def test_evaluate_writes_table1_catalogues_and_figures(trained_run, dataset_dir,
 
 def test_train_writes_figure_3_per_threshold(dataset_dir, tmp_path):
     out = tmp_path / "run"
-    assert main(["train", str(dataset_dir), "--out", str(out), "--thresholds", "2,5", "--preset", "tiny",
-                 "--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "4"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                str(dataset_dir),
+                "--out",
+                str(out),
+                "--thresholds",
+                "2,5",
+                "--preset",
+                "tiny",
+                "--epochs",
+                "2",
+                "--steps-per-epoch",
+                "1",
+                "--batch-size",
+                "4",
+            ]
+        )
+        == 0
+    )
     for unit in ("th2", "th5"):
         assert (out / unit / "curves.png").stat().st_size > 5_000
         assert (out / unit / "best.pt").is_file() and (out / unit / "last.pt").is_file()

@@ -9,12 +9,8 @@ from galseg.metrics import confusion, detection, per_galaxy_table, pooled_iou, s
 
 
 def test_confusion_and_every_metric_by_hand():
-    truth = np.array([[[1, 1, 0, 0],
-                       [1, 1, 0, 0],
-                       [0, 0, 0, 0]]], dtype=bool)  # fmt: skip
-    pred = np.array([[[1, 0, 0, 0],
-                      [1, 1, 1, 1],
-                      [0, 0, 0, 0]]], dtype=bool)  # fmt: skip
+    truth = np.array([[[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]]], dtype=bool)
+    pred = np.array([[[1, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]]], dtype=bool)
     counts = confusion(truth, pred)
     np.testing.assert_array_equal(counts, [[3, 2, 1, 6]])  # TP FP FN TN
     s = scores(counts)

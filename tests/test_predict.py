@@ -45,8 +45,20 @@ def inputs(gz3d_dir, tmp_path_factory):
 def test_every_input_kind_gives_masks_on_its_own_grid(trained_run, inputs, tmp_path, capsys):
     listing, galaxy, wcs = inputs
     out = tmp_path / "pred"
-    status = main(["predict", str(trained_run), str(listing), "--out", str(out), "--device", "cpu",
-                   "--workers", "0", "--overlay"])  # fmt: skip
+    status = main(
+        [
+            "predict",
+            str(trained_run),
+            str(listing),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--overlay",
+        ]
+    )
     assert status == 1  # one input was broken
     assert "5 images predicted, 1 failed" in capsys.readouterr().out
     catalogue = read_catalogue(out / "catalogue.ecsv")
@@ -132,15 +144,35 @@ def test_footprint_covers_the_galaxy_not_the_sky():
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one_row_for_row(trained_run, gz3d_dir, tmp_path):
     files = [str(p) for p in find_gz3d_files(gz3d_dir)[:7]]
-    single = predict_files(load(trained_run, device="cpu"), files, tmp_path / "one", workers=0,
-                           show_progress=False)  # fmt: skip
+    single = predict_files(
+        load(trained_run, device="cpu"), files, tmp_path / "one", workers=0, show_progress=False
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-         "galseg.cli", "predict", str(trained_run), *files, "--out", str(tmp_path / "two"), "--device", "cpu",
-         "--workers", "0"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "galseg.cli",
+            "predict",
+            str(trained_run),
+            *files,
+            "--out",
+            str(tmp_path / "two"),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list((tmp_path / "two" / "parts").glob("rank*.ecsv"))) == 2
     double = read_catalogue(tmp_path / "two" / "catalogue.ecsv")

@@ -53,8 +53,18 @@ METADATA_DTYPES: dict[str, str] = {
     "sample": "S70",
 }
 CLUSTER_COLUMNS = (
-    "x", "y", "var_x", "var_y", "var_x_y", "ra", "dec", "var_ra", "var_dec", "var_ra_dec", "count",
-)  # fmt: skip
+    "x",
+    "y",
+    "var_x",
+    "var_y",
+    "var_x_y",
+    "ra",
+    "dec",
+    "var_ra",
+    "var_dec",
+    "var_ra_dec",
+    "count",
+)
 CLICK_COLUMNS = ("classification_id", "time_stamp", "center_points", "star_points")
 SPIRAL_PATH_COLUMNS = ("classification_id", "time_stamp", "spiral_paths")
 BAR_PATH_COLUMNS = ("classification_id", "time_stamp", "bar_paths")

@@ -71,15 +71,20 @@ def pooled_iou(counts: np.ndarray) -> float:
 def per_galaxy_table(mangaids: np.ndarray, threshold: int, grid: str, counts: np.ndarray) -> Table:
     """One row per galaxy: identity, threshold, grid, who marks arms, the counts and the metrics."""
     values = scores(counts)
-    return Table({
-        "MANGAID": np.asarray(mangaids, dtype="U11"),
-        "TH": np.full(len(counts), threshold, dtype=np.int16),
-        "GRID": np.full(len(counts), grid, dtype="U10"),
-        "HAS_ARM_TRUTH": (counts[:, 0] + counts[:, 2]) > 0,
-        "HAS_ARM_PRED": (counts[:, 0] + counts[:, 1]) > 0,
-        "TP": counts[:, 0], "FP": counts[:, 1], "FN": counts[:, 2], "TN": counts[:, 3],
-        **{name.upper(): values[name] for name in METRICS},
-    })  # fmt: skip
+    return Table(
+        {
+            "MANGAID": np.asarray(mangaids, dtype="U11"),
+            "TH": np.full(len(counts), threshold, dtype=np.int16),
+            "GRID": np.full(len(counts), grid, dtype="U10"),
+            "HAS_ARM_TRUTH": (counts[:, 0] + counts[:, 2]) > 0,
+            "HAS_ARM_PRED": (counts[:, 0] + counts[:, 1]) > 0,
+            "TP": counts[:, 0],
+            "FP": counts[:, 1],
+            "FN": counts[:, 2],
+            "TN": counts[:, 3],
+            **{name.upper(): values[name] for name in METRICS},
+        }
+    )
 
 
 def table1(per_galaxy: Table) -> Table:
@@ -153,9 +158,11 @@ def _fmt(mean: float, std: float) -> str:
 
 def table1_markdown(table: Table) -> str:
     """Table 1 as Markdown, one line per grid and threshold."""
-    lines = ["| grid | th | test galaxies | both mark arms | both mark none | accuracy | precision | "
-             "Jaccard | pooled IoU |",
-             "| --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: |"]  # fmt: skip
+    lines = [
+        "| grid | th | test galaxies | both mark arms | both mark none | accuracy | precision | "
+        "Jaccard | pooled IoU |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: |",
+    ]
     for r in table:
         none = 100 * r["SHARE_BOTH_NONE"]
         head = f"| {r['GRID']} | {r['TH']} | {r['N_TEST']} | {r['N_BOTH_ARMS']} | {none:.0f}% | "
@@ -232,14 +239,21 @@ def evaluate_run(
                 p_full = upsample(p[j], full_votes.shape)
                 for k, th in enumerate(predictor.thresholds):
                     counts["full", th].append(confusion((full_votes >= th)[None], (p_full[k] > 0.5)[None]))
-    tables = [per_galaxy_table(mangaids, th, grid, np.concatenate(c))
-              for (grid, th), c in counts.items() if c]  # fmt: skip
+    tables = [
+        per_galaxy_table(mangaids, th, grid, np.concatenate(c)) for (grid, th), c in counts.items() if c
+    ]
     per_galaxy = vstack(tables)
     summary = table1(per_galaxy)
-    evaluation = Evaluation(per_galaxy=per_galaxy, table1=summary, detection=detection(per_galaxy),
-                            thresholds=predictor.thresholds, example_image=np.asarray(images[rows[example]]),
-                            example_votes=np.asarray(votes[rows[example]]), example_probabilities=example_p,
-                            example_mangaid=str(mangaids[example]))  # fmt: skip
+    evaluation = Evaluation(
+        per_galaxy=per_galaxy,
+        table1=summary,
+        detection=detection(per_galaxy),
+        thresholds=predictor.thresholds,
+        example_image=np.asarray(images[rows[example]]),
+        example_votes=np.asarray(votes[rows[example]]),
+        example_probabilities=example_p,
+        example_mangaid=str(mangaids[example]),
+    )
     if out is not None:
         write_evaluation(evaluation, out, run=str(run))
     return evaluation
@@ -249,8 +263,11 @@ def write_evaluation(evaluation: Evaluation, out: str | os.PathLike[str], *, run
     """Catalogues (ECSV) and Table 1 (Markdown and ECSV), each written whole or not at all."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, table in (("per_galaxy", evaluation.per_galaxy), ("table1", evaluation.table1),
-                        ("detection", evaluation.detection)):  # fmt: skip
+    for name, table in (
+        ("per_galaxy", evaluation.per_galaxy),
+        ("table1", evaluation.table1),
+        ("detection", evaluation.detection),
+    ):
         table.meta.update({"galseg_version": __version__, "run": run})
         tmp = out / f".{name}.ecsv.part"
         table.write(tmp, format="ascii.ecsv", overwrite=True)

@@ -202,11 +202,17 @@ def evaluation_figures(evaluation, out: str | os.PathLike[str], *, threshold: in
     e, name = evaluation, evaluation.example_mangaid
     return [
         votes_figure(e.example_image, e.example_votes, th, out / "figure1_votes.png", title=name),
-        thresholds_example(e.example_image, e.example_votes, e.example_probabilities, e.thresholds,
-                           out / "figure4_thresholds.png", title=name),
+        thresholds_example(
+            e.example_image,
+            e.example_votes,
+            e.example_probabilities,
+            e.thresholds,
+            out / "figure4_thresholds.png",
+            title=name,
+        ),
         metric_histograms(e.per_galaxy, th, out / f"figure5_histograms_th{th}.png"),
         detection_bars(e.detection, out / "detection.png"),
-    ]  # fmt: skip
+    ]
 
 
 THRESHOLD_COLOURS = ("#ffe066", "#ffa94d", "#ff6b6b", "#f06595", "#cc5de8", "#5c7cfa")

@@ -158,8 +158,11 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found.extend(sorted(p for p in item.rglob("*") if p.is_file() and _is_image(p)
-                                and not p.name.startswith(".")))  # fmt: skip
+            found.extend(
+                sorted(
+                    p for p in item.rglob("*") if p.is_file() and _is_image(p) and not p.name.startswith(".")
+                )
+            )
         elif item.name.lower().endswith(LIST_SUFFIXES) and item.is_file():
             for line in item.read_text().splitlines():
                 line = line.strip()
@@ -277,8 +280,14 @@ def footprint(image: np.ndarray) -> np.ndarray:
 
 PROBABILITY_SCALE = 255
 """Probability maps are stored as uint8: P = value / 255 (a quarter of float32 on disk)."""
-STAT_COLUMNS = ("TH", "HAS_ARMS", "ARM_PIXELS", "ARM_FRACTION_IMAGE", "ARM_FRACTION_FOOTPRINT",
-                "MEAN_ARM_PROBABILITY")  # fmt: skip
+STAT_COLUMNS = (
+    "TH",
+    "HAS_ARMS",
+    "ARM_PIXELS",
+    "ARM_FRACTION_IMAGE",
+    "ARM_FRACTION_FOOTPRINT",
+    "MEAN_ARM_PROBABILITY",
+)
 
 
 def output_names(paths: Sequence[Path]) -> list[str]:
@@ -304,8 +313,16 @@ def arm_statistics(probabilities: np.ndarray, thresholds: Sequence[int], galaxy:
     for k, th in enumerate(thresholds):
         mask = probabilities[k] > 0.5
         n = int(mask.sum())
-        rows.append((th, n > 0, n, n / mask.size, int((mask & galaxy).sum()) / n_galaxy,
-                     float(probabilities[k][mask].mean()) if n else np.nan))  # fmt: skip
+        rows.append(
+            (
+                th,
+                n > 0,
+                n,
+                n / mask.size,
+                int((mask & galaxy).sum()) / n_galaxy,
+                float(probabilities[k][mask].mean()) if n else np.nan,
+            )
+        )
     return Table(rows=rows, names=STAT_COLUMNS, dtype=("i2", "?", "i8", "f4", "f4", "f4"))
 
 
@@ -352,8 +369,13 @@ class _Inputs(torch.utils.data.Dataset):
         path = self.paths[i]
         try:
             item = read_input(path)
-            return {"i": i, "input": item, "small": resize_image(item.image, self.size),
-                    "footprint": footprint(item.image), "error": None}  # fmt: skip
+            return {
+                "i": i,
+                "input": item,
+                "small": resize_image(item.image, self.size),
+                "footprint": footprint(item.image),
+                "error": None,
+            }
         except GalsegError as exc:
             return {"i": i, "error": str(exc)}
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop a survey
@@ -391,9 +413,13 @@ def predict_files(
     todo = [i for i in mine if not (out / "masks" / f"{names[i]}.fits.gz").exists()]
     errors: dict[int, str] = {}
     thresholds = predictor.thresholds
-    loader = torch.utils.data.DataLoader(_Inputs([paths[i] for i in todo], predictor.size), batch_size=None,
-                                         num_workers=workers, collate_fn=lambda item: item,
-                                         prefetch_factor=4 if workers else None)  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        _Inputs([paths[i] for i in todo], predictor.size),
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=lambda item: item,
+        prefetch_factor=4 if workers else None,
+    )
     bar = Progress(len(todo), label="predict", enabled=show_progress and rank == 0)
     batch: list[dict] = []
 
@@ -406,8 +432,12 @@ def predict_files(
             p_full = upsample(p, source.image.shape[:2])
             stats = arm_statistics(p_full, thresholds, item["footprint"])
             stats.meta.clear()
-            provenance = {"GALSEG": __version__, "RUN": str(predictor.run)[-60:], "NAME": source.name,
-                          "SOURCE": Path(source.source).name[-60:]}  # fmt: skip
+            provenance = {
+                "GALSEG": __version__,
+                "RUN": str(predictor.run)[-60:],
+                "NAME": source.name,
+                "SOURCE": Path(source.source).name[-60:],
+            }
             target = out / "masks" / f"{names[todo[item['i']]]}.fits.gz"
             buffer = io.BytesIO()
             mask_hdus(p_full, thresholds, source.wcs, stats, provenance).writeto(buffer)
@@ -438,8 +468,14 @@ def predict_files(
         part = vstack([read_catalogue(parts / f"rank{r:04d}.ecsv") for r in range(world)])
         part.sort(["ORDER", "TH"])
     # short upper-case keys: they become FITS header cards when the catalogue is FITS
-    part.meta.update({"GALSEG": __version__, "RUN": str(predictor.run)[-60:], "HEAD": predictor.head,
-                      "THRESHS": ",".join(map(str, thresholds))})  # fmt: skip
+    part.meta.update(
+        {
+            "GALSEG": __version__,
+            "RUN": str(predictor.run)[-60:],
+            "HEAD": predictor.head,
+            "THRESHS": ",".join(map(str, thresholds)),
+        }
+    )
     _write_table(part, out / catalogue)
     return part
 
