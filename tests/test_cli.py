@@ -68,3 +68,41 @@ def test_train_writes_figure_3_per_threshold(dataset_dir, tmp_path):
         assert (out / unit / "curves.png").stat().st_size > 5_000
         assert (out / unit / "best.pt").is_file() and (out / unit / "last.pt").is_file()
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_multi_threshold_run_evaluates_and_predicts_like_six_runs(dataset_dir, gz3d_dir, tmp_path):
+    import numpy as np
+    from astropy.io import fits
+    from astropy.table import Table
+
+    run = tmp_path / "multi"
+    assert (
+        main(
+            [
+                "train",
+                str(dataset_dir),
+                "--out",
+                str(run),
+                "--head",
+                "multi",
+                "--preset",
+                "tiny",
+                "--epochs",
+                "2",
+                "--steps-per-epoch",
+                "2",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
+    assert (run / "multi" / "best.pt").is_file() and not (run / "th3").exists()
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "eval"), "--no-full-resolution"]) == 0
+    assert sorted(set(Table.read(tmp_path / "eval" / "table1.ecsv")["TH"])) == [1, 2, 3, 4, 5, 6]
+    files = [str(p) for p in find_gz3d_files(gz3d_dir)[:3]]
+    assert main(["predict", str(run), *files, "--out", str(tmp_path / "pred"), "--workers", "0"]) == 0
+    for path in (tmp_path / "pred" / "masks").iterdir():
+        with fits.open(path) as hdul:
+            masks = np.stack([hdul[f"MASK_TH{th}"].data for th in range(1, 7)]).astype(bool)
+        assert np.all(masks[1:] <= masks[:-1])  # th+1 inside th, for every pixel

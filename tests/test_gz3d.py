@@ -57,6 +57,7 @@ def test_round_trip_keeps_every_hdu(tmp_path, spiral, name):
 def test_file_layout_is_the_data_model(tmp_path, spiral):
     path = write_gz3d(tmp_path / "g.fits.gz", spiral)
     with fits.open(path) as hdul:
+        hdul.verify("exception")  # standard-conforming, as astropy judges it
         assert len(hdul) == N_HDUS
         assert hdul[0].data.shape == (80, 80, 3) and hdul[0].header["BITPIX"] == 8
         assert all(hdul[i].header["BITPIX"] == -64 for i in range(1, 5))

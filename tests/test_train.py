@@ -182,3 +182,45 @@ def test_torchrun_two_cpu_processes_end_with_identical_weights(small_dataset, tm
     # both ranks trained on their own halves: 2 ranks x 3 steps x 4 images per epoch
     assert checkpoint["state"]["history"][0]["train_images"] == 24
     assert torch.isfinite(torch.tensor(checkpoint["state"]["best_loss"]))
+
+
+def test_ordinal_loss_matches_a_hand_computation():
+    import math
+
+    from galseg.train import loss_and_correct
+    from galseg.unet import preset_args
+
+    args = preset_args("tiny", head="ordinal")
+    # two pixels: one drawn by 3 volunteers (targets 1,1,1,0,0,0), one by none (all 0)
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0, -2.0, -3.0]).view(1, 6, 1, 1).repeat(1, 1, 1, 2)
+    votes = torch.tensor([[[3, 0]]])
+    loss, correct = loss_and_correct(logits, votes, args, args.thresholds)
+
+    def softplus(x):
+        return math.log1p(math.exp(x))
+
+    # binary cross-entropy of a logit l: softplus(-l) for target 1, softplus(l) for target 0
+    pixel_3 = softplus(-2) + softplus(-1) + softplus(0) + softplus(-1) + softplus(-2) + softplus(-3)
+    pixel_0 = softplus(2) + softplus(1) + softplus(0) + softplus(-1) + softplus(-2) + softplus(-3)
+    assert float(loss) == pytest.approx((pixel_3 + pixel_0) / 2, rel=1e-6)
+    # decisions logit > 0: pixel 3 gets th1, th2 right and th3 wrong (0 is not > 0), th4-6 right: 5;
+    # pixel 0 gets th1, th2 wrong, th3-6 right: 4
+    assert int(correct) == 9
+
+
+def test_binary_loss_is_sparse_categorical_cross_entropy():
+    import math
+
+    from galseg.train import loss_and_correct
+    from galseg.unet import preset_args
+
+    args = preset_args("tiny")
+    logits = torch.zeros(1, 2, 1, 2)
+    logits[0, :, 0, 0] = torch.tensor([0.0, 2.0])  # pixel a favours arm
+    logits[0, :, 0, 1] = torch.tensor([1.0, 0.0])  # pixel b favours sky
+    votes = torch.tensor([[[4, 4]]])  # both arm at th=3
+    loss, correct = loss_and_correct(logits, votes, args, (3,))
+    ce_a = -math.log(math.exp(2) / (1 + math.exp(2)))
+    ce_b = -math.log(1 / (math.exp(1) + 1))
+    assert float(loss) == pytest.approx((ce_a + ce_b) / 2, rel=1e-6)
+    assert int(correct) == 1

@@ -22,6 +22,7 @@ from galseg.dataset import open_dataset, prepare
 from galseg.metrics import confusion, evaluate_run, pooled_iou, scores, table1_markdown
 from galseg.plots import evaluation_figures, gz3d_preview, prediction_overlay, training_curves
 from galseg.predict import load, predict_files
+from galseg.progress import progress
 from galseg.synthetic import write_synthetic
 from galseg.train import TrainConfig, read_run, train
 
@@ -91,7 +92,9 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings, *, log=print) 
     s = settings
     stage("synthesise")
     gz3d = out / "gz3d"
-    paths = list(write_synthetic(gz3d, n=s.n, seed=s.seed, size=s.galaxy_size))
+    paths = list(
+        progress(write_synthetic(gz3d, n=s.n, seed=s.seed, size=s.galaxy_size), total=s.n, label="synth")
+    )
     figures = out / "figures"
     gz3d_preview(paths[:8], figures / "synthetic_galaxies.png")
     done("synthesise")

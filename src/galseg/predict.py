@@ -64,9 +64,8 @@ class Predictor:
         cuda = self.device.type == "cuda"
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size].to(self.device, non_blocking=True)
-            x = batch.permute(0, 3, 1, 2).float().div_(255.0)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
+            # channels_last: +29% inference on CPU, tensor-core layout on GPU (benchmarks/bench_model.py)
+            x = batch.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
             for model, unit_thresholds in self.units:
                 with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
                     logits = model(x)
@@ -128,8 +127,7 @@ def load(
     size = int(record["dataset_manifest"]["size"])
     for name, unit_thresholds in record["units"].items():
         model, _ = load_checkpoint(run / name / f"{checkpoint}.pt", dev)
-        if dev.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)
         units.append((model, tuple(unit_thresholds)))
         thresholds.extend(unit_thresholds)
     return Predictor(
