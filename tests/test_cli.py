@@ -23,13 +23,35 @@ def test_evaluate_writes_table1_catalogues_and_figures(trained_run, dataset_dir,
     from astropy.table import Table
 
     out = tmp_path / "eval"
-    assert main(["evaluate", str(trained_run), "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(trained_run),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--tta",
+                "--bootstrap",
+                "200",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    assert "| grid | th |" in printed and "| full | 6 |" in printed
+    assert "| grid | th |" in printed and "| full | 6 |" in printed and "| train_size+tta | 3 |" in printed
+    assert "| volunteer | 3 |" in printed and "| model | 3 |" in printed
+    assert "ECE plain th=3" in printed and "ECE tta th=3" in printed and "ECE plain vote fraction" in printed
+    ceiling = Table.read(out / "ceiling_table1.ecsv")
+    assert set(ceiling["WHO"]) == {"volunteer", "model"}
+    volunteers = ceiling[(ceiling["WHO"] == "volunteer") & (ceiling["TH"] == 1)][0]
+    assert volunteers["N_BOTH_ARMS"] > 0 and 0 < volunteers["JACCARD_MEAN"] < 1
+    assert (out / "reliability.png").stat().st_size > 5_000
     per_galaxy = Table.read(out / "per_galaxy.ecsv")
     n_test = int((Table.read(dataset_dir / "catalogue.ecsv")["SPLIT"] == "test").sum())
-    assert len(per_galaxy) == n_test * 6 * 2  # six thresholds, training grid and full resolution
-    assert set(per_galaxy["GRID"]) == {"train_size", "full"}
+    assert len(per_galaxy) == n_test * 6 * 3  # six thresholds; training grid, with TTA, full resolution
+    assert set(per_galaxy["GRID"]) == {"train_size", "train_size+tta", "full"}
     for name in ("table1.md", "table1.ecsv", "detection.ecsv"):
         assert (out / name).stat().st_size > 100
     for figure in (

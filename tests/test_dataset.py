@@ -13,7 +13,7 @@ import torch
 from galseg import GalsegError
 from galseg.dataset import (
     ArmDataset,
-    area_matrix,
+    area_average,
     assign_split,
     open_dataset,
     prepare,
@@ -32,10 +32,16 @@ def prepared(gz3d_dir, tmp_path_factory):
     return open_dataset(out)
 
 
-def test_area_average_preserves_the_mean_and_integer_factors_are_block_means():
-    weights = area_matrix(96, 32)
-    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
-    image = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+def test_area_average_equals_overlap_weights_and_block_means():
+    rng = np.random.default_rng(0)
+    values = rng.random((525, 7)) * 100
+    # independent reference: the overlap of every output pixel [i, i+1) * 525/128 with each input
+    edges = np.arange(129) * (525 / 128)
+    overlap = np.clip(
+        np.minimum(edges[1:, None], np.arange(1, 526)) - np.maximum(edges[:-1, None], np.arange(525)), 0, None
+    )
+    np.testing.assert_allclose(area_average(values, 128, 0), overlap @ values / (525 / 128), rtol=1e-10)
+    image = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
     small = resize_image(image, 32)
     blocks = image.reshape(32, 3, 32, 3, 3).astype(float).mean(axis=(1, 3))
     np.testing.assert_array_equal(small, np.rint(blocks).astype(np.uint8))

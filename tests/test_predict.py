@@ -87,6 +87,20 @@ def test_every_input_kind_gives_masks_on_its_own_grid(trained_run, inputs, tmp_p
             assert row["ARM_PIXELS"] == mask.sum()
             assert row["ARM_FRACTION_IMAGE"] == pytest.approx(mask.mean())
     assert len(list((out / "overlays").glob("*.png"))) == 5
+    # arm measurements: a column per galaxy and threshold, and one row per fitted arm
+    assert set(ok["N_ARMS"]) <= set(range(0, 10)) and "CHIRALITY" in ok.colnames
+    arms = read_catalogue(out / "arms.ecsv")
+    assert set(arms.colnames) >= {
+        "NAME",
+        "TH",
+        "ARM",
+        "PITCH_DEG",
+        "CHIRALITY",
+        "LENGTH_ARCSEC",
+        "LIGHT_FRACTION",
+    }
+    for row in ok[ok["N_ARMS"] > 0]:
+        assert ((arms["NAME"] == row["NAME"]) & (arms["TH"] == row["TH"])).sum() == row["N_ARMS"]
 
 
 def test_reruns_skip_finished_galaxies_and_retry_failures(trained_run, inputs, tmp_path):

@@ -96,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from galseg.metrics import evaluate_run, table1_markdown
+    from galseg.metrics import ceiling_markdown, evaluate_run, table1_markdown
     from galseg.plots import evaluation_figures
 
     out = args.out or Path(args.run) / "evaluation"
@@ -105,12 +105,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         out=out,
         full_resolution=args.full_resolution,
+        tta=args.tta,
+        ceiling=args.ceiling,
+        n_boot=args.bootstrap,
         device=args.device,
         batch_size=args.batch_size,
     )
     evaluation_figures(evaluation, out, threshold=args.figure_threshold)
-    print(table1_markdown(evaluation.table1))
-    print(f"catalogues, Table 1 and figures in {out}")
+    print(table1_markdown(evaluation.table1, evaluation.intervals))
+    if evaluation.ceiling is not None:
+        print(ceiling_markdown(evaluation.ceiling))
+    for row in evaluation.ece_table():
+        print(f"ECE {row['VARIANT']} th={row['TH']}: {row['ECE']:.4f}")
+    print(f"catalogues, tables and figures in {out}")
     return 0
 
 
@@ -131,6 +138,8 @@ def _predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         overlay=prediction_overlay if args.overlay else None,
+        tta=args.tta,
+        measure_arms_too=args.arms,
     )
     if not runtime.main:
         return 0
@@ -238,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also score on the original vote maps, predictions upsampled",
     )
     p.add_argument("--figure-threshold", type=int, default=3, help="threshold of Figures 1 and 5")
+    p.add_argument("--tta", action="store_true", help="also score test-time augmentation (8 orientations)")
+    p.add_argument(
+        "--ceiling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="score volunteers and model against leave-one-out consensus (needs the GZ:3D files)",
+    )
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=_evaluate)
@@ -252,6 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="processes reading inputs ahead of the network")
     p.add_argument("--device", default="auto")
     p.add_argument("--overlay", action="store_true", help="also write PNG overlays of the masks")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="average over the 8 flips/quarter turns; write their spread as an UNCERT HDU",
+    )
+    p.add_argument(
+        "--arms",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure arm count, pitch angle and chirality at each threshold (arms.ecsv)",
+    )
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("demo", help="the whole study on synthetic galaxies, with an HTML report")

@@ -41,21 +41,28 @@ MANIFEST = "manifest.json"
 # ----------------------------------------------------------------------------- resizing
 
 
-def area_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) weights of exact area averaging from n_in to n_out pixels along one axis."""
-    edges_out = np.arange(n_out + 1) * (n_in / n_out)
-    lo = np.maximum(edges_out[:-1, None], np.arange(n_in)[None, :])
-    hi = np.minimum(edges_out[1:, None], np.arange(1, n_in + 1)[None, :])
-    weights = np.clip(hi - lo, 0, None)
-    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+def area_average(values: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """Exact area averaging of ``values`` to ``n_out`` pixels along ``axis``, in O(N).
+
+    The mean over an output pixel [e0, e1) is (C(e1) - C(e0)) / (e1 - e0), where C(e) is the
+    cumulative sum of the input up to the (fractional) position e: the same numbers as a matrix of
+    overlap weights, without its mostly-zero n_out x n_in product.
+    """
+    values = np.moveaxis(np.asarray(values, dtype=np.float64), axis, 0)
+    n_in = values.shape[0]
+    cumulative = np.concatenate([np.zeros((1, *values.shape[1:])), np.cumsum(values, axis=0)])
+    edges = np.arange(n_out + 1) * (n_in / n_out)
+    whole = np.minimum(np.floor(edges).astype(np.int64), n_in - 1)
+    frac = (edges - whole).reshape(-1, *([1] * (values.ndim - 1)))
+    at_edges = cumulative[whole] + frac * values[whole]
+    out = (at_edges[1:] - at_edges[:-1]) / (n_in / n_out)
+    return np.moveaxis(out, 0, axis)
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """Area-average an (H, W, 3) uint8 image to (size, size, 3) uint8."""
-    rows, cols = area_matrix(image.shape[0], size), area_matrix(image.shape[1], size)
-    planes = image.astype(np.float32).transpose(2, 0, 1)
-    out = rows @ planes @ cols.T
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    out = area_average(area_average(image, size, 0), size, 1)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def resize_votes(votes: np.ndarray, size: int) -> np.ndarray:
@@ -64,8 +71,7 @@ def resize_votes(votes: np.ndarray, size: int) -> np.ndarray:
     Rounding the area mean keeps a pixel at >= th votes when most of its area is, so each
     threshold mask shrinks like the binary mask itself would.
     """
-    rows, cols = area_matrix(votes.shape[0], size), area_matrix(votes.shape[1], size)
-    out = rows @ votes.astype(np.float32) @ cols.T
+    out = area_average(area_average(votes, size, 0), size, 1)
     return np.clip(np.rint(out), 0, MAX_VOTES).astype(np.uint8)
 
 
@@ -111,6 +117,7 @@ class _Prepared:
     ra: float = 0.0
     dec: float = 0.0
     n_classifications: int = 0
+    max_votes: int = 0
     image: np.ndarray | None = None
     spiral: np.ndarray | None = None
     bar: np.ndarray | None = None
@@ -130,6 +137,7 @@ def _prepare_one(args: tuple[Path, Path, int]) -> _Prepared:
         ra=float(meta["ra"][0]),
         dec=float(meta["dec"][0]),
         n_classifications=galaxy.n_classifications,
+        max_votes=int(galaxy.spiral_votes.max()),
         image=resize_image(galaxy.image, size),
         spiral=resize_votes(galaxy.spiral_votes, size),
         bar=resize_votes(galaxy.bar_votes, size),
@@ -146,6 +154,7 @@ def _save_chunk(path: Path, results: list[_Prepared], size: int) -> None:
             "ra": r.ra,
             "dec": r.dec,
             "n_classifications": r.n_classifications,
+            "max_votes": r.max_votes,
         }
         for r in results
     ]
@@ -283,6 +292,7 @@ def _assemble(
             "RA": np.array([r["ra"] for r in good], dtype=np.float64),
             "DEC": np.array([r["dec"] for r in good], dtype=np.float64),
             "N_CLASSIFICATIONS": np.array([r["n_classifications"] for r in good], dtype=np.int16),
+            "MAX_VOTES": np.array([r["max_votes"] for r in good], dtype=np.int16),  # full resolution
             "SOURCE_FILE": np.array([r["source"] for r in good], dtype=str),
             **{f"ARM_FRACTION_TH{th}": fractions[:, k].astype(np.float32) for k, th in enumerate(THRESHOLDS)},
             "SPLIT": split.astype("U5"),
@@ -361,6 +371,12 @@ def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     if flip:
         x = torch.flip(x, dims=(-1,))
     return torch.rot90(x, k, dims=(-2, -1)) if k else x
+
+
+def undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """The inverse of :func:`dihedral`: turn back, then flip back."""
+    x = torch.rot90(x, -k, dims=(-2, -1)) if k else x
+    return torch.flip(x, dims=(-1,)) if flip else x
 
 
 class ArmDataset(torch.utils.data.Dataset):

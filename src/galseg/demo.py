@@ -19,7 +19,7 @@ import numpy as np
 
 from galseg import __version__
 from galseg.dataset import open_dataset, prepare
-from galseg.metrics import confusion, evaluate_run, pooled_iou, scores, table1_markdown
+from galseg.metrics import ceiling_markdown, confusion, evaluate_run, pooled_iou, scores, table1_markdown
 from galseg.plots import evaluation_figures, gz3d_preview, prediction_overlay, training_curves
 from galseg.predict import load, predict_files
 from galseg.progress import progress
@@ -182,6 +182,8 @@ SECTIONS = (
     "Six thresholds, one galaxy",
     "Predictions on held-out galaxies",
     "Detection",
+    "Volunteer ceiling",
+    "Calibration",
     "Baseline",
     "Timings",
 )
@@ -242,8 +244,9 @@ def write_report(
         "Training curves": "<p>Loss and pixel accuracy per epoch, train and test (the paper's Figure 3);"
         " the dashed line marks the kept epoch.</p>" + "".join(curves),
         "Table 1": "<p>Mean ± standard deviation over test galaxies where volunteers and model both "
-        "mark arms (the paper's Table 1), at the training size and on the full-resolution vote maps.</p>"
-        + _markdown_table(table1_markdown(evaluation.table1)),
+        "mark arms (the paper's Table 1), at the training size and on the full-resolution vote maps; in "
+        "brackets the 95% bootstrap interval of the mean.</p>"
+        + _markdown_table(table1_markdown(evaluation.table1, evaluation.intervals)),
         "Metric histograms": _img(next(figures.glob("figure5_histograms_th*.png")), "metric histograms"),
         "Six thresholds, one galaxy": _img(figures / "figure4_thresholds.png", "six thresholds")
         + _img(figures / "figure1_votes.png", "vote counts"),
@@ -254,6 +257,24 @@ def write_report(
         "Detection": "<p>Does the model find arms in the galaxies where volunteers drew them?</p>"
         + _table(detection_rows, list(evaluation.detection.colnames))
         + _img(figures / "detection.png", "detection"),
+        "Volunteer ceiling": "<p>Each volunteer's mask and the model's mask, scored against the consensus "
+        "of the other volunteers (leave one out, full resolution): how well people agree is the most a "
+        "model can be asked for.</p>"
+        + (
+            _markdown_table(ceiling_markdown(evaluation.ceiling))
+            if evaluation.ceiling is not None
+            else "<p>(the original GZ:3D files were not available)</p>"
+        ),
+        "Calibration": "<p>Observed frequency of votes &ge; th against the predicted probability, over all "
+        "test pixels; ECE is the pixel-weighted mean gap.</p>"
+        + _img(figures / "reliability.png", "reliability diagram")
+        + _table(
+            [
+                {"variant": r["VARIANT"], "th": r["TH"], "ECE": f"{r['ECE']:.4f}"}
+                for r in evaluation.ece_table()
+            ],
+            ["variant", "th", "ECE"],
+        ),
         "Baseline": f"<p>Mean Jaccard at th={th} over the {comparison['galaxies']} test galaxies where "
         "volunteers mark arms, against a trivial baseline that calls every pixel brighter than the median "
         "an arm.</p>"

@@ -195,6 +195,48 @@ def detection_bars(detection, path: str | os.PathLike[str]) -> Path:
     return _save(fig, path)
 
 
+def reliability_diagram(evaluation, path: str | os.PathLike[str]) -> Path:
+    """Observed frequency of votes >= th against the predicted P(votes >= th), per threshold (solid:
+    plain, dashed: test-time augmented), and the expected vote fraction where all six exist."""
+    panels = 2 if evaluation.vote_fraction else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":")
+    for variant, by_th in evaluation.calibration.items():
+        for th, r in by_th.items():
+            used = r.count > 0
+            ax.plot(
+                r.confidence[used],
+                r.frequency[used],
+                "o-" if variant == "plain" else "s--",
+                ms=3,
+                color=THRESHOLD_COLOURS[(th - 1) % 6],
+                label=f"th={th} {variant}: ECE {r.ece:.3f}",
+            )
+    ax.set_xlabel("predicted P(votes >= th)")
+    ax.set_ylabel("observed frequency")
+    ax.set_title("reliability, test pixels", fontsize=10)
+    ax.legend(fontsize=6, ncol=2)
+    if panels == 2:
+        ax = axes[0, 1]
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":")
+        for variant, r in evaluation.vote_fraction.items():
+            used = r.count > 0
+            ax.plot(
+                r.confidence[used],
+                r.frequency[used],
+                "o-" if variant == "plain" else "s--",
+                ms=3,
+                label=f"{variant}: ECE {r.ece:.3f}",
+            )
+        ax.set_xlabel("predicted sum of P(votes >= th) / 6")
+        ax.set_ylabel("observed min(votes, 6) / 6")
+        ax.set_title("vote fraction", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def evaluation_figures(evaluation, out: str | os.PathLike[str], *, threshold: int = 3) -> list[Path]:
     """Figures 1, 4 and 5 of the paper and the detection summary, from an ``Evaluation``."""
     out = Path(out)
@@ -212,6 +254,7 @@ def evaluation_figures(evaluation, out: str | os.PathLike[str], *, threshold: in
         ),
         metric_histograms(e.per_galaxy, th, out / f"figure5_histograms_th{th}.png"),
         detection_bars(e.detection, out / "detection.png"),
+        reliability_diagram(e, out / "reliability.png"),
     ]
 
 
@@ -219,10 +262,19 @@ THRESHOLD_COLOURS = ("#ffe066", "#ffa94d", "#ff6b6b", "#f06595", "#cc5de8", "#5c
 
 
 def prediction_overlay(
-    source, probabilities: np.ndarray, thresholds: Sequence[int], path: str | os.PathLike[str]
+    source,
+    probabilities: np.ndarray,
+    thresholds: Sequence[int],
+    path: str | os.PathLike[str],
+    *,
+    arms: dict | None = None,
+    geometry=None,
 ) -> Path:
-    """The input image with the outline of the predicted arms at each threshold, and the arm
-    probability at the lowest threshold beside it. ``source`` is a ``predict.InputImage``."""
+    """The input image with the outline of the predicted arms at each threshold and, when measured,
+    the fitted log spirals at th=3 (or the lowest threshold); the arm probability beside it.
+    ``source`` is a ``predict.InputImage``; ``arms`` maps threshold to (arms, summary)."""
+    from galseg.arms import spiral_curve
+
     fig, (ax_img, ax_p) = plt.subplots(1, 2, figsize=(8, 4.1))
     ax_img.imshow(source.image, origin="upper")
     for k, th in enumerate(thresholds):
@@ -231,8 +283,21 @@ def prediction_overlay(
                 probabilities[k], levels=[0.5], colors=[THRESHOLD_COLOURS[(th - 1) % 6]], linewidths=0.9
             )
         ax_img.plot([], [], color=THRESHOLD_COLOURS[(th - 1) % 6], label=f"th={th}")
+    title = source.name
+    if arms and geometry is not None:
+        th = 3 if 3 in arms else min(arms)
+        found, summary = arms[th]
+        for arm in found:
+            xy = spiral_curve(arm, geometry)
+            ax_img.plot(xy[:, 0], xy[:, 1], color="cyan", lw=1.2, ls="--")
+        if found:
+            title += (
+                f": {summary.n_arms} arms, pitch {summary.pitch_deg:.0f}°, {summary.chirality}-wise (th={th})"
+            )
+        ax_img.set_xlim(0, source.image.shape[1] - 1)
+        ax_img.set_ylim(source.image.shape[0] - 1, 0)
     ax_img.legend(fontsize=7, loc="lower right", ncol=2)
-    ax_img.set_title(source.name, fontsize=9)
+    ax_img.set_title(title, fontsize=8)
     shown = ax_p.imshow(probabilities[0], origin="upper", cmap="viridis", vmin=0, vmax=1)
     fig.colorbar(shown, ax=ax_p, fraction=0.046, pad=0.04)
     ax_p.set_title(f"P(votes >= {thresholds[0]})", fontsize=9)

@@ -24,9 +24,11 @@ import torch.nn.functional as F
 from astropy.io import fits
 from astropy.table import Table, vstack
 from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import proj_plane_pixel_scales
 
 from galseg import GalsegError, __version__
-from galseg.dataset import resize_image
+from galseg.arms import Arm, ArmSummary, DiscGeometry, disc_geometry, measure_arms
+from galseg.dataset import DIHEDRAL, dihedral, resize_image, undo_dihedral
 from galseg.gz3d import N_HDUS, atomic_write_bytes, read_gz3d, wcs_header
 from galseg.progress import Progress
 from galseg.train import load_checkpoint, read_run, resolve_device
@@ -52,28 +54,62 @@ class Predictor:
     config: dict
 
     @torch.inference_mode()
-    def probabilities(self, images: np.ndarray | torch.Tensor, *, batch_size: int = 16) -> np.ndarray:
+    def probabilities(
+        self, images: np.ndarray | torch.Tensor, *, batch_size: int = 16, tta: bool = False
+    ) -> np.ndarray:
         """P(votes >= th) per pixel for (N, S, S, 3) uint8 images at the run's size.
 
-        Returns float32 (N, T, S, S), T = len(self.thresholds).
+        Returns float32 (N, T, S, S), T = len(self.thresholds). With ``tta``, the mean over the
+        eight flips and quarter turns (see :meth:`tta_probabilities`).
         """
+        return (
+            self.tta_probabilities(images, batch_size=batch_size)[0]
+            if tta
+            else self._run(images, batch_size, [(0, False)])[0]
+        )
+
+    @torch.inference_mode()
+    def tta_probabilities(
+        self, images: np.ndarray | torch.Tensor, *, batch_size: int = 16
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Test-time augmentation: each image seen in the eight orientations of the square, each
+        answer turned back, then (mean, standard deviation) across the eight, both (N, T, S, S).
+        Galaxies have no preferred orientation, so the spread measures the network's doubt."""
+        return self._run(images, batch_size, list(DIHEDRAL))
+
+    def _run(
+        self, images, batch_size: int, transforms: list[tuple[int, bool]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         images = torch.as_tensor(np.asarray(images))
         if images.ndim != 4 or images.shape[-1] != 3:
             raise GalsegError(f"expected images of shape (N, H, W, 3), got {tuple(images.shape)}")
-        out = np.empty((images.shape[0], len(self.thresholds), *images.shape[1:3]), dtype=np.float32)
-        cuda = self.device.type == "cuda"
+        shape = (images.shape[0], len(self.thresholds), *images.shape[1:3])
+        mean, spread = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size].to(self.device, non_blocking=True)
-            # channels_last: +29% inference on CPU, tensor-core layout on GPU (benchmarks/bench_model.py)
-            x = batch.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
-            for model, unit_thresholds in self.units:
-                with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
-                    logits = model(x)
-                p = probabilities(logits, model.args.head)
-                p = (p.unsqueeze(1) if p.ndim == 3 else p).cpu().numpy()
-                for k, th in enumerate(unit_thresholds):
-                    if th in self.thresholds:
-                        out[start : start + len(batch), self.thresholds.index(th)] = p[:, k]
+            x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+            views = torch.stack(
+                [undo_dihedral(self._forward(dihedral(x, k, flip)), k, flip) for k, flip in transforms]
+            )
+            mean[start : start + len(batch)] = views.mean(0).cpu().numpy()
+            if len(transforms) > 1:
+                spread[start : start + len(batch)] = views.std(0, correction=0).cpu().numpy()
+        return mean, spread
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, T, S, S) probabilities for a (n, 3, S, S) float batch."""
+        cuda = self.device.type == "cuda"
+        # channels_last: +29% inference on CPU, tensor-core layout on GPU (benchmarks/bench_model.py)
+        x = x.contiguous(memory_format=torch.channels_last)
+        out = torch.empty(x.shape[0], len(self.thresholds), *x.shape[2:], device=x.device)
+        for model, unit_thresholds in self.units:
+            with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
+                logits = model(x)
+            p = probabilities(logits, model.args.head)
+            p = p.unsqueeze(1) if p.ndim == 3 else p
+            for k, th in enumerate(unit_thresholds):
+                if th in self.thresholds:
+                    out[:, self.thresholds.index(th)] = p[:, k]
         return out
 
     def select(self, thresholds: Sequence[int]) -> Predictor:
@@ -285,6 +321,46 @@ STAT_COLUMNS = (
     "ARM_FRACTION_IMAGE",
     "ARM_FRACTION_FOOTPRINT",
     "MEAN_ARM_PROBABILITY",
+    "N_ARMS",
+    "PITCH_DEG",
+    "PITCH_ERR_DEG",
+    "CHIRALITY",
+    "CHIRALITY_AGREEMENT",
+)
+STAT_DTYPES = ("i2", "?", "i8", "f4", "f4", "f4", "i2", "f4", "f4", "U1", "f4")
+ARM_FIELDS = (
+    "PITCH_DEG",
+    "PITCH_ERR_DEG",
+    "CHIRALITY",
+    "EXTENT_DEG",
+    "R_MIN_PX",
+    "R_MAX_PX",
+    "LENGTH_PX",
+    "LENGTH_ARCSEC",
+    "AREA_PX",
+    "LIGHT_FRACTION",
+    "THETA0",
+    "SLOPE",
+)
+ARM_COLUMNS = ("ORDER", "NAME", "SOURCE", "TH", "ARM", *ARM_FIELDS)
+ARM_DTYPES = (
+    "i8",
+    "U64",
+    "U256",
+    "i2",
+    "i2",
+    "f4",
+    "f4",
+    "U1",
+    "f4",
+    "f4",
+    "f4",
+    "f4",
+    "f4",
+    "i8",
+    "f4",
+    "f8",
+    "f8",
 )
 
 
@@ -321,7 +397,51 @@ def arm_statistics(probabilities: np.ndarray, thresholds: Sequence[int], galaxy:
                 float(probabilities[k][mask].mean()) if n else np.nan,
             )
         )
-    return Table(rows=rows, names=STAT_COLUMNS, dtype=("i2", "?", "i8", "f4", "f4", "f4"))
+    return Table(rows=rows, names=STAT_COLUMNS[:6], dtype=STAT_DTYPES[:6])
+
+
+def measure_all(
+    source: InputImage, probabilities: np.ndarray, thresholds: Sequence[int]
+) -> tuple[DiscGeometry, dict[int, tuple[list[Arm], ArmSummary]]]:
+    """Arms at every threshold, with one disc geometry measured from the image and shared."""
+    geometry = disc_geometry(source.image)
+    arcsec = None
+    if source.wcs is not None:
+        arcsec = float(np.mean(proj_plane_pixel_scales(source.wcs.celestial)) * 3600)
+        arcsec = arcsec if np.isfinite(arcsec) and arcsec > 0 else None
+    return geometry, {
+        th: measure_arms(probabilities[k] > 0.5, source.image, geometry=geometry, arcsec_per_px=arcsec)
+        for k, th in enumerate(thresholds)
+    }
+
+
+def add_arm_summaries(stats: Table, arms: dict[int, tuple[list[Arm], ArmSummary]], *, measured: bool) -> None:
+    """Per-threshold arm count, pitch, chirality columns (N_ARMS -1 when arms were not measured)."""
+    summaries = [arms[int(th)][1] if measured else None for th in stats["TH"]]
+    stats["N_ARMS"] = np.array([s.n_arms if s else -1 for s in summaries], dtype="i2")
+    stats["PITCH_DEG"] = np.array([s.pitch_deg if s else np.nan for s in summaries], dtype="f4")
+    stats["PITCH_ERR_DEG"] = np.array([s.pitch_err_deg if s else np.nan for s in summaries], dtype="f4")
+    stats["CHIRALITY"] = np.array([s.chirality if s else "" for s in summaries], dtype="U1")
+    stats["CHIRALITY_AGREEMENT"] = np.array(
+        [s.chirality_agreement if s else np.nan for s in summaries], dtype="f4"
+    )
+
+
+def arms_hdu(arms: dict[int, tuple[list[Arm], ArmSummary]], geometry: DiscGeometry) -> fits.BinTableHDU:
+    """Every fitted arm of one galaxy (one row each), with the disc geometry in the header."""
+    rows = [
+        {"TH": th, "ARM": n + 1, **{k.upper(): v for k, v in arm.as_row().items()}}
+        for th, (found, _) in arms.items()
+        for n, arm in enumerate(found)
+    ]
+    table = Table(rows=rows) if rows else Table(names=("TH", "ARM", *ARM_FIELDS), dtype=ARM_DTYPES[3:])
+    hdu = fits.BinTableHDU(table, name="ARMS")
+    hdu.header["CENTX"] = (geometry.x, "disc centre, image x (0-based)")
+    hdu.header["CENTY"] = (geometry.y, "disc centre, image y (0-based, down)")
+    hdu.header["AXRATIO"] = (geometry.axis_ratio, "disc axis ratio b/a from light moments")
+    hdu.header["PA_RAD"] = (geometry.position_angle, "major axis, anticlockwise from image x as shown")
+    hdu.header["CHIRCONV"] = "Z: arms turn anticlockwise outward as displayed (row 0 at top)"
+    return hdu
 
 
 def mask_hdus(
@@ -330,6 +450,8 @@ def mask_hdus(
     wcs: WCS | None,
     stats: Table,
     provenance: dict[str, str],
+    *,
+    spread: np.ndarray | None = None,
 ) -> fits.HDUList:
     """The per-galaxy output: one uint8 mask per threshold, the probabilities, and the statistics."""
     header = wcs_header(wcs) if wcs is not None else fits.Header()
@@ -350,6 +472,12 @@ def mask_hdus(
     for k, th in enumerate(thresholds):
         prob.header[f"THRESH{k + 1}"] = (th, f"vote threshold of plane {k + 1}")
     hdus.append(prob)
+    if spread is not None:
+        uncert = fits.ImageHDU(
+            np.rint(spread * PROBABILITY_SCALE).astype(np.uint8), header=header.copy(), name="UNCERT"
+        )
+        uncert.header["PSCALE"] = (PROBABILITY_SCALE, "std of P over the 8 orientations = value / PSCALE")
+        hdus.append(uncert)
     hdus.append(fits.BinTableHDU(stats, name="STATS"))
     return fits.HDUList(hdus)
 
@@ -389,6 +517,8 @@ def predict_files(
     batch_size: int = 16,
     workers: int = 2,
     overlay: Callable[[InputImage, np.ndarray, Sequence[int], Path], object] | None = None,
+    tta: bool = False,
+    measure_arms_too: bool = True,
     show_progress: bool = True,
 ) -> Table:
     """Predict every input into ``out``: ``masks/NAME.fits.gz`` per galaxy and one catalogue.
@@ -396,6 +526,8 @@ def predict_files(
     Inputs already written are skipped (rerun to resume); unreadable ones get a row with their
     error. Under torchrun each rank takes every world-th input and writes its own catalogue part;
     rank 0 merges the parts in input order. Returns the merged catalogue (rank 0) or this rank's.
+    With ``tta`` the masks come from the mean over the eight orientations and an ``UNCERT`` HDU
+    holds their spread.
     """
     out = Path(out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -424,12 +556,19 @@ def predict_files(
     def flush() -> None:
         if not batch:
             return
-        p_small = predictor.probabilities(np.stack([b["small"] for b in batch]), batch_size=batch_size)
-        for item, p in zip(batch, p_small, strict=True):
+        small = np.stack([b["small"] for b in batch])
+        if tta:
+            p_small, spread_small = predictor.tta_probabilities(small, batch_size=batch_size)
+        else:
+            p_small, spread_small = predictor.probabilities(small, batch_size=batch_size), None
+        for j, (item, p) in enumerate(zip(batch, p_small, strict=True)):
             source = item["input"]
             p_full = upsample(p, source.image.shape[:2])
+            spread = upsample(spread_small[j], source.image.shape[:2]) if tta else None
             stats = arm_statistics(p_full, thresholds, item["footprint"])
             stats.meta.clear()
+            geometry, arms = measure_all(source, p_full, thresholds) if measure_arms_too else (None, {})
+            add_arm_summaries(stats, arms, measured=measure_arms_too)
             provenance = {
                 "GALSEG": __version__,
                 "RUN": str(predictor.run)[-60:],
@@ -438,10 +577,20 @@ def predict_files(
             }
             target = out / "masks" / f"{names[todo[item['i']]]}.fits.gz"
             buffer = io.BytesIO()
-            mask_hdus(p_full, thresholds, source.wcs, stats, provenance).writeto(buffer)
+            hdus = mask_hdus(p_full, thresholds, source.wcs, stats, provenance, spread=spread)
+            if geometry is not None:
+                hdus.append(arms_hdu(arms, geometry))
+            hdus.writeto(buffer)
             atomic_write_bytes(target, gzip.compress(buffer.getvalue(), compresslevel=1, mtime=0))
             if overlay is not None:
-                overlay(source, p_full, thresholds, out / "overlays" / f"{names[todo[item['i']]]}.png")
+                overlay(
+                    source,
+                    p_full,
+                    thresholds,
+                    out / "overlays" / f"{names[todo[item['i']]]}.png",
+                    arms=arms,
+                    geometry=geometry,
+                )
         bar.update(len(batch))
         batch.clear()
 
@@ -455,26 +604,33 @@ def predict_files(
             flush()
     flush()
 
-    part = _catalogue_rows(paths, names, mine, errors, out)
+    part, arm_part = _catalogue_rows(paths, names, mine, errors, out)
+    arms_name = f"arms{Path(catalogue).suffix}"
     if world > 1:
         parts = out / "parts"
         parts.mkdir(exist_ok=True)
         _write_table(part, parts / f"rank{rank:04d}.ecsv")
+        _write_table(arm_part, parts / f"arms_rank{rank:04d}.ecsv")
         dist.barrier()
         if rank != 0:
             return part
         part = vstack([read_catalogue(parts / f"rank{r:04d}.ecsv") for r in range(world)])
         part.sort(["ORDER", "TH"])
+        arm_part = vstack([read_catalogue(parts / f"arms_rank{r:04d}.ecsv") for r in range(world)])
+        arm_part.sort(["ORDER", "TH", "ARM"])
     # short upper-case keys: they become FITS header cards when the catalogue is FITS
-    part.meta.update(
-        {
-            "GALSEG": __version__,
-            "RUN": str(predictor.run)[-60:],
-            "HEAD": predictor.head,
-            "THRESHS": ",".join(map(str, thresholds)),
-        }
-    )
+    for table in (part, arm_part):
+        table.meta.update(
+            {
+                "GALSEG": __version__,
+                "RUN": str(predictor.run)[-60:],
+                "HEAD": predictor.head,
+                "THRESHS": ",".join(map(str, thresholds)),
+            }
+        )
     _write_table(part, out / catalogue)
+    if measure_arms_too:
+        _write_table(arm_part, out / arms_name)
     return part
 
 
@@ -505,9 +661,10 @@ def _write_table(table: Table, path: Path) -> None:
 
 def _catalogue_rows(
     paths: Sequence[Path], names: Sequence[str], mine: Sequence[int], errors: dict[int, str], out: Path
-) -> Table:
-    """This rank's rows, in input order: the stored statistics of each written galaxy, or its error."""
-    rows = []
+) -> tuple[Table, Table]:
+    """This rank's rows in input order: each written galaxy's stored statistics, or its error;
+    and its arms, one row per fitted arm."""
+    rows, arm_rows = [], []
     for i in mine:
         target = out / "masks" / f"{names[i]}.fits.gz"
         if i in errors or not target.exists():
@@ -525,6 +682,11 @@ def _catalogue_rows(
                     "ARM_FRACTION_IMAGE": np.nan,
                     "ARM_FRACTION_FOOTPRINT": np.nan,
                     "MEAN_ARM_PROBABILITY": np.nan,
+                    "N_ARMS": -1,
+                    "PITCH_DEG": np.nan,
+                    "PITCH_ERR_DEG": np.nan,
+                    "CHIRALITY": "",
+                    "CHIRALITY_AGREEMENT": np.nan,
                     "ERROR": errors.get(i, "not predicted"),
                 }
             )
@@ -533,6 +695,16 @@ def _catalogue_rows(
             stats = Table(hdul["STATS"].data)
             height, width = hdul["PROB"].data.shape[1:]
             name = str(hdul[0].header.get("NAME", names[i]))
+            if "ARMS" in hdul:
+                for arm in Table(hdul["ARMS"].data):
+                    arm_rows.append(
+                        {
+                            "ORDER": i,
+                            "NAME": name,
+                            "SOURCE": str(paths[i]),
+                            **{c: arm[c] for c in arm.colnames},
+                        }
+                    )
         for r in stats:
             rows.append(
                 {
@@ -546,10 +718,11 @@ def _catalogue_rows(
                     "ERROR": "",
                 }
             )
+    arms = Table(rows=arm_rows) if arm_rows else Table(names=ARM_COLUMNS, dtype=ARM_DTYPES)
     columns = ("ORDER", "NAME", "SOURCE", "OUTPUT", "HEIGHT", "WIDTH", *STAT_COLUMNS, "ERROR")
     if not rows:
         return Table(
             names=columns,
-            dtype=("i8", "U64", "U256", "U128", "i4", "i4", "i2", "?", "i8", "f4", "f4", "f4", "U256"),
-        )
-    return Table(rows=rows, names=columns)
+            dtype=("i8", "U64", "U256", "U128", "i4", "i4", *STAT_DTYPES, "U256"),
+        ), arms
+    return Table(rows=rows, names=columns), arms

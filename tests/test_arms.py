@@ -1,0 +1,111 @@
+"""Arm measurements on masks whose answer is known: perfect logarithmic spirals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from galseg.arms import DiscGeometry, disc_geometry, label_components, measure_arms, spiral_curve
+from galseg.gz3d import rasterise_outlines
+
+SIZE = 256
+CENTRE = (SIZE - 1) / 2
+
+
+def spiral_galaxy(pitch_deg: float, winding: str, n_arms: int, inclination_deg: float, pa: float = 0.6):
+    """A mask of n log-spiral arms (8 px wide, from r = 15 to 110 px in the disc) and an image of an
+    exponential disc, both seen at the given inclination and position angle."""
+    q = np.cos(np.radians(inclination_deg))
+    sign = 1 if winding == "Z" else -1
+    c, s = np.cos(pa), np.sin(pa)
+
+    def to_image(xd, yd):
+        v = yd * q
+        return np.stack([CENTRE + xd * c - v * s, CENTRE - (xd * s + v * c)], axis=1)
+
+    outlines = []
+    for k in range(n_arms):
+        r = np.geomspace(15, 110, 80)
+        theta = 2 * np.pi * k / n_arms + sign * np.log(r / 15) / np.tan(np.radians(pitch_deg))
+        px, py = r * np.cos(theta), r * np.sin(theta)
+        tx, ty = np.gradient(px), np.gradient(py)
+        nx, ny = -ty / np.hypot(tx, ty), tx / np.hypot(tx, ty)
+        outlines.append(
+            to_image(
+                np.concatenate([px + 4 * nx, (px - 4 * nx)[::-1]]),
+                np.concatenate([py + 4 * ny, (py - 4 * ny)[::-1]]),
+            )
+        )
+    mask = rasterise_outlines(outlines, (SIZE, SIZE)) > 0
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    dx, dy = x - CENTRE, CENTRE - y
+    disc_r = np.hypot(dx * c + dy * s, (-dx * s + dy * c) / q)
+    image = np.repeat((200 * np.exp(-disc_r / 30))[..., None], 3, axis=2).astype(np.uint8)
+    return mask, image, DiscGeometry(CENTRE, CENTRE, q, pa)
+
+
+@pytest.mark.parametrize("pitch", [10, 20, 30])
+@pytest.mark.parametrize("winding", ["S", "Z"])
+@pytest.mark.parametrize("inclination", [0, 60])
+def test_pitch_and_chirality_of_a_perfect_log_spiral(pitch, winding, inclination):
+    mask, image, _ = spiral_galaxy(pitch, winding, 2, inclination)
+    arms, summary = measure_arms(mask, image)  # centre and inclination measured from the image
+    assert summary.n_arms == 2
+    assert summary.pitch_deg == pytest.approx(pitch, abs=2.0)
+    assert summary.chirality == winding and summary.chirality_agreement == 1.0
+    assert all(0 < arm.pitch_err_deg < 2 for arm in arms)
+
+
+def test_the_disc_geometry_comes_from_the_light():
+    _, image, truth = spiral_galaxy(20, "Z", 2, 60)
+    found = disc_geometry(image)
+    assert found.axis_ratio == pytest.approx(0.5, abs=0.06)
+    assert found.position_angle == pytest.approx(truth.position_angle, abs=0.05)
+    assert (found.x, found.y) == pytest.approx((CENTRE, CENTRE), abs=1.5)
+
+
+@pytest.mark.parametrize("n_arms", [2, 4])
+def test_arm_count(n_arms):
+    mask, image, _ = spiral_galaxy(25, "S", n_arms, 30)
+    arms, summary = measure_arms(mask, image)
+    assert summary.n_arms == n_arms
+    # lengths along the spiral: (r_max - r_min) / sin(pitch), about (110 - 15) / sin 25 deg
+    assert all(150 < arm.length_px < 260 for arm in arms)
+    assert np.isnan(arms[0].length_arcsec)
+    assert 0 < arms[0].light_fraction < 0.5
+
+
+def test_a_mirror_image_swaps_s_and_z():
+    mask, image, _ = spiral_galaxy(20, "Z", 2, 0)
+    assert measure_arms(mask[:, ::-1], image[:, ::-1])[1].chirality == "S"
+
+
+def test_an_empty_mask_gives_no_arms_and_no_error():
+    arms, summary = measure_arms(np.zeros((64, 64), bool), np.zeros((64, 64, 3), np.uint8))
+    assert arms == [] and summary.n_arms == 0 and np.isnan(summary.pitch_deg)
+
+
+def test_a_round_blob_is_not_an_arm():
+    y, x = np.mgrid[0:128, 0:128]
+    blob = np.hypot(x - 80, y - 64) < 15
+    assert measure_arms(blob, geometry=DiscGeometry(63.5, 63.5))[1].n_arms == 0
+
+
+def test_fitted_spiral_redraws_the_arm():
+    mask, _, geometry = spiral_galaxy(20, "Z", 2, 45)
+    arms, _ = measure_arms(mask, geometry=geometry, arcsec_per_px=0.099)
+    xy = np.rint(spiral_curve(arms[0], geometry)).astype(int)
+    assert mask[xy[:, 1], xy[:, 0]].mean() > 0.9  # the fitted curve runs along the mask
+    assert arms[0].length_arcsec == pytest.approx(arms[0].length_px * 0.099)
+
+
+def test_components_are_8_connected_and_counted():
+    mask = np.zeros((20, 20), bool)
+    mask[2:5, 2:5] = True  # one
+    mask[5, 5] = True  # touches the first diagonally: same component
+    mask[10:12, 0:20] = True  # a long bar: two
+    mask[15, 3] = mask[15, 8] = True  # two separate pixels
+    labels = label_components(mask)
+    assert labels.max() == 4
+    assert labels[2, 2] == labels[5, 5] != labels[10, 19]
+    assert labels[15, 3] != labels[15, 8] and (labels[~mask] == 0).all()
