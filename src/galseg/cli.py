@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole study on synthetic galaxies, with an HTML report")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument(
-        "--n", type=int, default=None, help="number of synthetic galaxies (default 3000; quick 160)"
+        "--n", type=int, default=None, help="number of synthetic galaxies (default 2000; quick 160)"
     )
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="a smoke test: under two minutes")
