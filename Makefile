@@ -20,4 +20,5 @@ demo: $(BIN)/galseg
 
 test: $(BIN)/galseg
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest

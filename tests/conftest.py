@@ -42,3 +42,30 @@ def trained_run(dataset_dir, tmp_path_factory):
     )
     train(config, log=lambda line: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def torchrun():
+    """Run ``galseg ARGS...`` as two CPU processes under torchrun; fail with their stderr."""
+    import subprocess
+    import sys
+
+    def run(*args: str) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "galseg.cli",
+            *args,
+            "--device",
+            "cpu",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return run

@@ -3,10 +3,6 @@ broken inputs reported, resumable runs, and torchrun sharding that changes nothi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
@@ -156,38 +152,12 @@ def test_footprint_covers_the_galaxy_not_the_sky():
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_equal_one_row_for_row(trained_run, gz3d_dir, tmp_path):
+def test_torchrun_two_processes_equal_one_row_for_row(trained_run, gz3d_dir, tmp_path, torchrun):
     files = [str(p) for p in find_gz3d_files(gz3d_dir)[:7]]
     single = predict_files(
         load(trained_run, device="cpu"), files, tmp_path / "one", workers=0, show_progress=False
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "galseg.cli",
-            "predict",
-            str(trained_run),
-            *files,
-            "--out",
-            str(tmp_path / "two"),
-            "--device",
-            "cpu",
-            "--workers",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun("predict", str(trained_run), *files, "--out", str(tmp_path / "two"), "--workers", "0")
     assert len(list((tmp_path / "two" / "parts").glob("rank*.ecsv"))) == 2
     double = read_catalogue(tmp_path / "two" / "catalogue.ecsv")
     assert len(double) == len(single) == 7 * 6

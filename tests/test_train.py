@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -139,42 +136,24 @@ def test_thresholds_parse():
 
 
 @pytest.mark.slow
-def test_torchrun_two_cpu_processes_end_with_identical_weights(small_dataset, tmp_path):
+def test_torchrun_two_cpu_processes_end_with_identical_weights(small_dataset, tmp_path, torchrun):
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "galseg.cli",
-            "train",
-            str(small_dataset),
-            "--out",
-            str(out),
-            "--thresholds",
-            "3",
-            "--preset",
-            "tiny",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "4",
-            "--steps-per-epoch",
-            "3",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    torchrun(
+        "train",
+        str(small_dataset),
+        "--out",
+        str(out),
+        "--thresholds",
+        "3",
+        "--preset",
+        "tiny",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--steps-per-epoch",
+        "3",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     sums = json.loads((out / "th3" / "ranks.json").read_text())["weights_checksums"]
     assert len(sums) == 2 and sums[0] == sums[1]
     model, checkpoint = load_checkpoint(out / "th3" / "last.pt")

@@ -63,11 +63,11 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from galseg.plots import training_curves
+    from galseg.plots import figure_3_after_each_epoch
     from galseg.train import TrainConfig, parse_thresholds, train
 
     config = TrainConfig(
-        dataset=str(args.dataset),
+        dataset=str(args.dataset.resolve()),
         out=str(args.out),
         thresholds=parse_thresholds(args.thresholds),
         preset=args.preset,
@@ -83,15 +83,12 @@ def _train(args: argparse.Namespace) -> int:
         steps_per_epoch=args.steps_per_epoch,
     )
 
-    def figure_3(folder: Path, name: str, state) -> None:
-        training_curves(
-            state.history,
-            folder / "curves.png",
-            title=f"{name} ({config.preset} preset)",
-            best_epoch=state.best_epoch,
-        )
-
-    train(config, resume=args.resume, on_epoch=figure_3, log=lambda line: print(line, flush=True))
+    train(
+        config,
+        resume=args.resume,
+        on_epoch=figure_3_after_each_epoch(config.preset),
+        log=lambda line: print(line, flush=True),
+    )
     return 0
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from galseg import __version__
 from galseg.dataset import open_dataset, prepare
 from galseg.metrics import ceiling_markdown, confusion, evaluate_run, pooled_iou, scores, table1_markdown
-from galseg.plots import evaluation_figures, gz3d_preview, prediction_overlay, training_curves
+from galseg.plots import evaluation_figures, figure_3_after_each_epoch, gz3d_preview, prediction_overlay
 from galseg.predict import load, predict_files
 from galseg.progress import progress
 from galseg.synthetic import write_synthetic
@@ -110,7 +110,7 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings, *, log=print) 
     stage("train")
     run = out / "run"
     config = TrainConfig(
-        dataset=str(dataset),
+        dataset=str(dataset.resolve()),
         out=str(run),
         preset=s.preset,
         head="multi" if s.head == "multi" else "binary",
@@ -121,15 +121,7 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings, *, log=print) 
         patience=max(2, s.epochs),
     )
 
-    def figure_3(folder: Path, name: str, state) -> None:
-        training_curves(
-            state.history,
-            folder / "curves.png",
-            title=f"{name} ({s.preset} preset)",
-            best_epoch=state.best_epoch,
-        )
-
-    train(config, resume=(run / "run.json").exists(), log=log, on_epoch=figure_3)
+    train(config, resume=(run / "run.json").exists(), log=log, on_epoch=figure_3_after_each_epoch(s.preset))
     done("train")
 
     stage("evaluate")

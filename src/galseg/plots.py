@@ -77,6 +77,20 @@ def gz3d_preview(paths: Sequence[str | os.PathLike[str]], path: str | os.PathLik
     return galaxy_grid([g.image for g in galaxies], [g.spiral_votes for g in galaxies], titles, path)
 
 
+def figure_3_after_each_epoch(preset: str):
+    """An ``on_epoch`` callback for :func:`galseg.train.train` that redraws a unit's Figure 3."""
+
+    def draw(folder: Path, name: str, state) -> None:
+        training_curves(
+            state.history,
+            folder / "curves.png",
+            title=f"{name} ({preset} preset)",
+            best_epoch=state.best_epoch,
+        )
+
+    return draw
+
+
 def training_curves(
     history: Sequence[dict], path: str | os.PathLike[str], *, title: str = "", best_epoch: int | None = None
 ) -> Path:

@@ -516,7 +516,7 @@ def predict_files(
     catalogue: str = "catalogue.ecsv",
     batch_size: int = 16,
     workers: int = 2,
-    overlay: Callable[[InputImage, np.ndarray, Sequence[int], Path], object] | None = None,
+    overlay: Callable[..., object] | None = None,
     tta: bool = False,
     measure_arms_too: bool = True,
     show_progress: bool = True,

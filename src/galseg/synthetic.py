@@ -89,6 +89,24 @@ class Truth:
         return np.stack(geometry.to_sky(radii * np.cos(theta), radii * np.sin(theta)), axis=1)
 
 
+TRUTH_COLUMNS: dict[str, tuple[str, str]] = {
+    "kind": ("SYNTH_KIND", "S12"),
+    "n_arms": ("SYNTH_N_ARMS", "i2"),
+    "pitch_deg": ("SYNTH_PITCH_DEG", "f4"),
+    "chirality": ("SYNTH_CHIRALITY", "S1"),
+    "inclination_deg": ("SYNTH_INCLINATION_DEG", "f4"),
+    "position_angle_deg": ("SYNTH_PA_DEG", "f4"),
+    "barred": ("SYNTH_BARRED", "?"),
+    "centre_x": ("SYNTH_CENTRE_X", "f4"),
+    "centre_y": ("SYNTH_CENTRE_Y", "f4"),
+    "scale_length_px": ("SYNTH_SCALE_PX", "f4"),
+    "axis_ratio": ("SYNTH_AXIS_RATIO", "f4"),
+    "arm_theta0_deg": ("SYNTH_ARM_THETA0_DEG", "f4"),
+    "arm_start_px": ("SYNTH_ARM_START_PX", "f4"),
+}
+"""Each ``Truth`` field's extra metadata column and dtype, for writing and reading alike."""
+
+
 @dataclass(frozen=True)
 class _Geometry:
     """Disc orientation: sky pixel (x right, y down) <-> disc plane (x along the major axis)."""
@@ -563,21 +581,7 @@ def _as_gz3d(
             "GZ_spiral_votes": sum(1 for d in spiral_drawings if d),
             "sample": f"synthetic galseg {__version__} seed {seed}",
         },
-        extra={
-            "SYNTH_KIND": (truth.kind, "S12"),
-            "SYNTH_N_ARMS": (truth.n_arms, "i2"),
-            "SYNTH_PITCH_DEG": (truth.pitch_deg, "f4"),
-            "SYNTH_CHIRALITY": (truth.chirality, "S1"),
-            "SYNTH_INCLINATION_DEG": (truth.inclination_deg, "f4"),
-            "SYNTH_PA_DEG": (truth.position_angle_deg, "f4"),
-            "SYNTH_BARRED": (truth.barred, "?"),
-            "SYNTH_CENTRE_X": (truth.centre_x, "f4"),
-            "SYNTH_CENTRE_Y": (truth.centre_y, "f4"),
-            "SYNTH_SCALE_PX": (truth.scale_length_px, "f4"),
-            "SYNTH_AXIS_RATIO": (truth.axis_ratio, "f4"),
-            "SYNTH_ARM_THETA0_DEG": (truth.arm_theta0_deg, "f4"),
-            "SYNTH_ARM_START_PX": (truth.arm_start_px, "f4"),
-        },
+        extra={column: (getattr(truth, field), dtype) for field, (column, dtype) in TRUTH_COLUMNS.items()},
     )
     return GZ3DGalaxy(
         image=image,
@@ -629,24 +633,16 @@ def truth_from_metadata(metadata: Table) -> Truth | None:
     """The generator's truth stored in a synthetic file's metadata, or None for a real galaxy."""
     if "SYNTH_KIND" not in metadata.colnames:
         return None
-    row = metadata[0]
-
-    def text(name: str) -> str:
-        value = row[name]
-        return (value.decode() if isinstance(value, bytes) else str(value)).strip()
-
-    return Truth(
-        kind=text("SYNTH_KIND"),
-        n_arms=int(row["SYNTH_N_ARMS"]),
-        pitch_deg=float(row["SYNTH_PITCH_DEG"]),
-        chirality=text("SYNTH_CHIRALITY"),
-        inclination_deg=float(row["SYNTH_INCLINATION_DEG"]),
-        position_angle_deg=float(row["SYNTH_PA_DEG"]),
-        barred=bool(row["SYNTH_BARRED"]),
-        centre_x=float(row["SYNTH_CENTRE_X"]),
-        centre_y=float(row["SYNTH_CENTRE_Y"]),
-        scale_length_px=float(row["SYNTH_SCALE_PX"]),
-        axis_ratio=float(row["SYNTH_AXIS_RATIO"]),
-        arm_theta0_deg=float(row["SYNTH_ARM_THETA0_DEG"]),
-        arm_start_px=float(row["SYNTH_ARM_START_PX"]),
-    )
+    values = {}
+    for field, (column, dtype) in TRUTH_COLUMNS.items():
+        value = metadata[column][0]
+        if dtype.startswith("S"):
+            value = (value.decode() if isinstance(value, bytes) else str(value)).strip()
+        values[field] = (
+            bool(value)
+            if dtype == "?"
+            else int(value)
+            if dtype.startswith("i")
+            else (value if dtype.startswith("S") else float(value))
+        )
+    return Truth(**values)
