@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test
+.PHONY: demo test bench
 
 $(BIN)/galseg: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,3 +22,13 @@ test: $(BIN)/galseg
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest
+
+bench: $(BIN)/galseg
+	$(BIN)/python benchmarks/bench_model.py
+	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_scaling.py
+	$(BIN)/python benchmarks/bench_heads.py
+	$(BIN)/galseg synth --out benchmarks/results/arms/gz3d --n 600 --seed 5 --no-preview
+	$(BIN)/galseg prepare benchmarks/results/arms/gz3d --out benchmarks/results/arms/dataset
+	$(BIN)/galseg demo --out demo-output
+	$(BIN)/python benchmarks/bench_arms.py --dataset benchmarks/results/arms/dataset --run demo-output/run --split all

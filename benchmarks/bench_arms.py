@@ -53,12 +53,16 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=None, help="a trained run (else volunteers only)")
     parser.add_argument("--n", type=int, default=600, help="test galaxies to measure")
     parser.add_argument("--threshold", type=int, default=3)
+    parser.add_argument(
+        "--split", default="test", help="test, train, or all (for a dataset the run never saw)"
+    )
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/bench_arms.json"))
     args = parser.parse_args()
 
     data = open_dataset(args.dataset)
     source_dir = Path(data.manifest["source_dir"])
-    test = data.catalogue[data.catalogue["SPLIT"] == "test"][: args.n]
+    chosen = data.catalogue if args.split == "all" else data.catalogue[data.catalogue["SPLIT"] == args.split]
+    test = chosen[: args.n]
     predictor = load(args.run, device="cpu").select([args.threshold]) if args.run else None
     rows = []
     for row in progress(test, label="arms"):

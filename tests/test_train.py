@@ -203,3 +203,21 @@ def test_binary_loss_is_sparse_categorical_cross_entropy():
     ce_b = -math.log(1 / (math.exp(1) + 1))
     assert float(loss) == pytest.approx((ce_a + ce_b) / 2, rel=1e-6)
     assert int(correct) == 1
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(small_dataset, tmp_path):
+    def config(epochs):
+        return TrainConfig(
+            dataset=str(small_dataset),
+            out=str(tmp_path / "r"),
+            thresholds=(3,),
+            preset="tiny",
+            epochs=epochs,
+            batch_size=8,
+            steps_per_epoch=1,
+            patience=10,
+        )
+
+    train(config(2), log=quiet)
+    state = train(config(3), resume=True, log=quiet)["th3"]
+    assert [h["epoch"] for h in state.history] == [1, 2, 3]

@@ -55,7 +55,7 @@ def baseline_masks(images: np.ndarray) -> np.ndarray:
     return grey > np.median(grey.reshape(len(grey), -1), axis=1)[:, None, None]
 
 
-def baseline_comparison(run: Path, dataset: Path, per_galaxy, threshold: int = 3) -> dict:
+def baseline_comparison(dataset: Path, per_galaxy, threshold: int = 3) -> dict:
     """Jaccard of the model and of the baseline at ``threshold`` on the same test galaxies: those
     where the volunteers mark arms (an empty prediction scores 0 there, so nothing is left out)."""
     data = open_dataset(dataset)
@@ -128,7 +128,7 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings, *, log=print) 
     predictor = load(run)
     evaluation = evaluate_run(run, out=run / "evaluation", predictor=predictor)
     evaluation_figures(evaluation, figures)
-    comparison = baseline_comparison(run, dataset, evaluation.per_galaxy)
+    comparison = baseline_comparison(dataset, evaluation.per_galaxy)
     done("evaluate")
 
     stage("predict")

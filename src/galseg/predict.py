@@ -542,6 +542,7 @@ def predict_files(
     mine = list(range(rank, len(paths), world))
     todo = [i for i in mine if not (out / "masks" / f"{names[i]}.fits.gz").exists()]
     errors: dict[int, str] = {}
+    written: dict[int, tuple] = {}
     thresholds = predictor.thresholds
     loader = torch.utils.data.DataLoader(
         _Inputs([paths[i] for i in todo], predictor.size),
@@ -566,7 +567,6 @@ def predict_files(
             p_full = upsample(p, source.image.shape[:2])
             spread = upsample(spread_small[j], source.image.shape[:2]) if tta else None
             stats = arm_statistics(p_full, thresholds, item["footprint"])
-            stats.meta.clear()
             geometry, arms = measure_all(source, p_full, thresholds) if measure_arms_too else (None, {})
             add_arm_summaries(stats, arms, measured=measure_arms_too)
             provenance = {
@@ -575,19 +575,27 @@ def predict_files(
                 "NAME": source.name,
                 "SOURCE": Path(source.source).name[-60:],
             }
-            target = out / "masks" / f"{names[todo[item['i']]]}.fits.gz"
+            index = todo[item["i"]]
+            target = out / "masks" / f"{names[index]}.fits.gz"
             buffer = io.BytesIO()
             hdus = mask_hdus(p_full, thresholds, source.wcs, stats, provenance, spread=spread)
             if geometry is not None:
                 hdus.append(arms_hdu(arms, geometry))
             hdus.writeto(buffer)
             atomic_write_bytes(target, gzip.compress(buffer.getvalue(), compresslevel=1, mtime=0))
+            # kept for the catalogue, so only galaxies from an earlier run are read back
+            written[index] = (
+                source.name,
+                source.image.shape[:2],
+                stats,
+                Table(hdus["ARMS"].data) if geometry is not None else None,
+            )
             if overlay is not None:
                 overlay(
                     source,
                     p_full,
                     thresholds,
-                    out / "overlays" / f"{names[todo[item['i']]]}.png",
+                    out / "overlays" / f"{names[index]}.png",
                     arms=arms,
                     geometry=geometry,
                 )
@@ -604,7 +612,7 @@ def predict_files(
             flush()
     flush()
 
-    part, arm_part = _catalogue_rows(paths, names, mine, errors, out)
+    part, arm_part = _catalogue_rows(paths, names, mine, errors, written, out)
     arms_name = f"arms{Path(catalogue).suffix}"
     if world > 1:
         parts = out / "parts"
@@ -659,11 +667,32 @@ def _write_table(table: Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
+_UNMEASURED = {
+    "TH": 0,
+    "HAS_ARMS": False,
+    "ARM_PIXELS": 0,
+    "ARM_FRACTION_IMAGE": np.nan,
+    "ARM_FRACTION_FOOTPRINT": np.nan,
+    "MEAN_ARM_PROBABILITY": np.nan,
+    "N_ARMS": -1,
+    "PITCH_DEG": np.nan,
+    "PITCH_ERR_DEG": np.nan,
+    "CHIRALITY": "",
+    "CHIRALITY_AGREEMENT": np.nan,
+}
+"""The catalogue values of an input that could not be predicted (one row, TH = 0, with its error)."""
+
+
 def _catalogue_rows(
-    paths: Sequence[Path], names: Sequence[str], mine: Sequence[int], errors: dict[int, str], out: Path
+    paths: Sequence[Path],
+    names: Sequence[str],
+    mine: Sequence[int],
+    errors: dict[int, str],
+    written: dict[int, tuple],
+    out: Path,
 ) -> tuple[Table, Table]:
-    """This rank's rows in input order: each written galaxy's stored statistics, or its error;
-    and its arms, one row per fitted arm."""
+    """This rank's rows in input order: each galaxy's statistics (from this run, or read back from
+    the file an earlier run wrote), or its error; and its arms, one row per fitted arm."""
     rows, arm_rows = [], []
     for i in mine:
         target = out / "masks" / f"{names[i]}.fits.gz"
@@ -676,35 +705,23 @@ def _catalogue_rows(
                     "OUTPUT": "",
                     "HEIGHT": 0,
                     "WIDTH": 0,
-                    "TH": 0,
-                    "HAS_ARMS": False,
-                    "ARM_PIXELS": 0,
-                    "ARM_FRACTION_IMAGE": np.nan,
-                    "ARM_FRACTION_FOOTPRINT": np.nan,
-                    "MEAN_ARM_PROBABILITY": np.nan,
-                    "N_ARMS": -1,
-                    "PITCH_DEG": np.nan,
-                    "PITCH_ERR_DEG": np.nan,
-                    "CHIRALITY": "",
-                    "CHIRALITY_AGREEMENT": np.nan,
+                    **_UNMEASURED,
                     "ERROR": errors.get(i, "not predicted"),
                 }
             )
             continue
-        with fits.open(target) as hdul:
-            stats = Table(hdul["STATS"].data)
-            height, width = hdul["PROB"].data.shape[1:]
-            name = str(hdul[0].header.get("NAME", names[i]))
-            if "ARMS" in hdul:
-                for arm in Table(hdul["ARMS"].data):
-                    arm_rows.append(
-                        {
-                            "ORDER": i,
-                            "NAME": name,
-                            "SOURCE": str(paths[i]),
-                            **{c: arm[c] for c in arm.colnames},
-                        }
-                    )
+        if i in written:
+            name, (height, width), stats, arms = written[i]
+        else:
+            with fits.open(target) as hdul:
+                stats = Table(hdul["STATS"].data)
+                height, width = hdul["PROB"].data.shape[1:]
+                name = str(hdul[0].header.get("NAME", names[i]))
+                arms = Table(hdul["ARMS"].data) if "ARMS" in hdul else None
+        for arm in arms if arms is not None else []:
+            arm_rows.append(
+                {"ORDER": i, "NAME": name, "SOURCE": str(paths[i]), **{c: arm[c] for c in arm.colnames}}
+            )
         for r in stats:
             rows.append(
                 {

@@ -323,8 +323,8 @@ def _train_unit(
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         state = UnitState(**checkpoint["state"])
-        if state.epoch >= config.epochs:
-            state.done = True
+        # finished is judged by this run's settings: --resume --epochs 30 extends a 20-epoch run
+        state.done = state.epoch >= config.epochs or state.epochs_since_best >= config.patience
     if state.done:
         log(f"{name}: already finished at epoch {state.epoch} (best {state.best_epoch})")
         return state
