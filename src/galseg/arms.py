@@ -228,6 +228,22 @@ def fit_log_spiral(
     )
 
 
+def ring_radius(face_on: np.ndarray, radius: np.ndarray, *, coverage: float = 0.5, bins: int = 40) -> float:
+    """Outer radius of the central zone where the mask wraps most of the way round (a ring about
+    the bulge, where arms meet), searched within the inner 40% of the mask's extent; 0 if none.
+    Arms are cut free of it, or they would join into one component."""
+    if not face_on.any():
+        return 0.0
+    extent = radius[face_on].max()
+    edges = np.linspace(0, 0.4 * extent, bins + 1)
+    which = np.digitize(radius, edges) - 1
+    inside = (which >= 0) & (which < bins)
+    area = np.bincount(which[inside], minlength=bins)
+    covered = np.bincount(which[inside], weights=face_on[inside].astype(float), minlength=bins)
+    ring = np.nonzero(covered >= coverage * np.maximum(area, 1))[0]
+    return float(edges[ring.max() + 1]) if ring.size else 0.0
+
+
 def measure_arms(
     mask: np.ndarray,
     image: np.ndarray | None = None,
@@ -263,7 +279,8 @@ def measure_arms(
     size = face_on.shape[0]
     u = (np.arange(size) - (size - 1) / 2) * scale
     xd, yd = np.meshgrid(u, -u)
-    face_on &= np.hypot(xd, yd) > central_fraction * size * scale
+    radius = np.hypot(xd, yd)
+    face_on &= radius > max(central_fraction * size * scale, ring_radius(face_on, radius))
     labels = label_components(face_on)
     light = luminance(image) if image is not None else None
     arms = []
