@@ -87,7 +87,10 @@ def main() -> None:
     results = {
         source: summarise(rows, source) for source in ("volunteers", "model") if f"{source}_n" in rows[0]
     }
-    print(f"\n{len(rows)} synthetic test galaxies, masks at th={args.threshold}, geometry from the image")
+    print(
+        f"\n{len(rows)} synthetic galaxies ({args.split} split), masks at th={args.threshold}, "
+        "geometry from the image"
+    )
     print(
         "| mask | spirals (arms found) | median abs pitch error | arm-count accuracy (all / spirals) | "
         "chirality accuracy |"
