@@ -587,8 +587,8 @@ def predict_files(
             written[index] = (
                 source.name,
                 source.image.shape[:2],
-                stats,
-                Table(hdus["ARMS"].data) if geometry is not None else None,
+                stats.as_array(),  # plain structured arrays: a Table per galaxy would grow memory
+                np.asarray(hdus["ARMS"].data) if geometry is not None else None,
             )
             if overlay is not None:
                 overlay(
@@ -683,6 +683,12 @@ _UNMEASURED = {
 """The catalogue values of an input that could not be predicted (one row, TH = 0, with its error)."""
 
 
+def _plain(value):
+    """A numpy or FITS scalar as a plain Python value (FITS text comes back as stripped bytes)."""
+    value = value.item() if hasattr(value, "item") else value
+    return value.decode().strip() if isinstance(value, bytes) else value
+
+
 def _catalogue_rows(
     paths: Sequence[Path],
     names: Sequence[str],
@@ -714,13 +720,18 @@ def _catalogue_rows(
             name, (height, width), stats, arms = written[i]
         else:
             with fits.open(target) as hdul:
-                stats = Table(hdul["STATS"].data)
+                stats = np.asarray(hdul["STATS"].data)
                 height, width = hdul["PROB"].data.shape[1:]
                 name = str(hdul[0].header.get("NAME", names[i]))
-                arms = Table(hdul["ARMS"].data) if "ARMS" in hdul else None
+                arms = np.asarray(hdul["ARMS"].data) if "ARMS" in hdul else None
         for arm in arms if arms is not None else []:
             arm_rows.append(
-                {"ORDER": i, "NAME": name, "SOURCE": str(paths[i]), **{c: arm[c] for c in arm.colnames}}
+                {
+                    "ORDER": i,
+                    "NAME": name,
+                    "SOURCE": str(paths[i]),
+                    **{c: _plain(arm[c]) for c in arm.dtype.names},
+                }
             )
         for r in stats:
             rows.append(
@@ -731,7 +742,7 @@ def _catalogue_rows(
                     "OUTPUT": str(target.relative_to(out)),
                     "HEIGHT": height,
                     "WIDTH": width,
-                    **{c: r[c] for c in STAT_COLUMNS},
+                    **{c: _plain(r[c]) for c in STAT_COLUMNS},
                     "ERROR": "",
                 }
             )
