@@ -262,25 +262,29 @@ def _assemble(
     good = [r for r in records if r["error"] is None]
     n = len(good)
     shapes = {"images": (n, size, size, 3), "spiral": (n, size, size), "bar": (n, size, size)}
-    arrays = {
-        name: np.lib.format.open_memmap(out / f".{name}.npy.part", mode="w+", dtype=np.uint8, shape=shape)
-        for name, shape in shapes.items()
-    }
-    row = 0
-    for number, chunk_records in enumerate(per_chunk):
-        keep = [r["row"] for r in chunk_records if r["error"] is None]
-        with np.load(parts / f"chunk_{number:06d}.npz") as chunk:
-            for name, array in arrays.items():
-                array[row : row + len(keep)] = chunk[name][keep]
-        row += len(keep)
-    fractions = np.concatenate(
-        [arm_fractions(arrays["spiral"][i : i + 512]) for i in range(0, n, 512)]
-        or [np.zeros((0, len(THRESHOLDS)))]
-    )
-    for name, array in arrays.items():
-        array.flush()
+    # written sequentially (header, then each chunk's bytes), not through a memory map, whose
+    # dirty pages would count in RSS: memory stays one chunk whatever the dataset's size
+    files = {name: open(out / f".{name}.npy.part", "wb") for name in shapes}
+    fractions = []
+    try:
+        for name, shape in shapes.items():
+            np.lib.format.write_array_header_1_0(
+                files[name], {"descr": "|u1", "fortran_order": False, "shape": shape}
+            )
+        for number, chunk_records in enumerate(per_chunk):
+            keep = [r["row"] for r in chunk_records if r["error"] is None]
+            with np.load(parts / f"chunk_{number:06d}.npz") as chunk:
+                for name, fh in files.items():
+                    data = np.ascontiguousarray(chunk[name][keep])
+                    fh.write(data.tobytes())
+                    if name == "spiral":
+                        fractions.append(arm_fractions(data))
+    finally:
+        for fh in files.values():
+            fh.close()
+    for name in shapes:
         os.replace(out / f".{name}.npy.part", out / f"{name}.npy")
-    del arrays
+    fractions = np.concatenate(fractions) if fractions else np.zeros((0, len(THRESHOLDS)))
 
     mangaids = [r["mangaid"] for r in good]
     has_arms = fractions[:, 0] > 0
