@@ -27,13 +27,6 @@ def eight_spirals(gz3d_dir, tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def small_dataset(gz3d_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("small") / "ds"
-    prepare(gz3d_dir, out, size=32, show_progress=False)
-    return out
-
-
 def quiet(_line: str) -> None:
     pass
 
@@ -59,10 +52,10 @@ def test_a_tiny_net_overfits_eight_galaxies(eight_spirals, tmp_path):
     assert model.args.head == "binary" and not model.training
 
 
-def test_resume_after_a_kill_continues_the_same_curves(small_dataset, tmp_path):
+def test_resume_after_a_kill_continues_the_same_curves(dataset_dir, tmp_path):
     def config(out):
         return TrainConfig(
-            dataset=str(small_dataset),
+            dataset=str(dataset_dir),
             out=str(out),
             thresholds=(1, 3),
             preset="tiny",
@@ -94,9 +87,9 @@ def test_resume_after_a_kill_continues_the_same_curves(small_dataset, tmp_path):
     assert read_run(tmp_path / "cut")["units"] == {"th1": [1], "th3": [3]}
 
 
-def test_resume_refuses_other_settings(small_dataset, tmp_path):
+def test_resume_refuses_other_settings(dataset_dir, tmp_path):
     base = dict(
-        dataset=str(small_dataset),
+        dataset=str(dataset_dir),
         out=str(tmp_path / "r"),
         thresholds=(3,),
         preset="tiny",
@@ -109,9 +102,9 @@ def test_resume_refuses_other_settings(small_dataset, tmp_path):
         train(TrainConfig(**{**base, "lr": 0.5}), resume=True, log=quiet)
 
 
-def test_early_stopping_keeps_the_best_epoch(small_dataset, tmp_path):
+def test_early_stopping_keeps_the_best_epoch(dataset_dir, tmp_path):
     config = TrainConfig(
-        dataset=str(small_dataset),
+        dataset=str(dataset_dir),
         out=str(tmp_path / "r"),
         thresholds=(3,),
         preset="tiny",
@@ -136,11 +129,11 @@ def test_thresholds_parse():
 
 
 @pytest.mark.slow
-def test_torchrun_two_cpu_processes_end_with_identical_weights(small_dataset, tmp_path, torchrun):
+def test_torchrun_two_cpu_processes_end_with_identical_weights(dataset_dir, tmp_path, torchrun):
     out = tmp_path / "ddp"
     torchrun(
         "train",
-        str(small_dataset),
+        str(dataset_dir),
         "--out",
         str(out),
         "--thresholds",
@@ -205,10 +198,10 @@ def test_binary_loss_is_sparse_categorical_cross_entropy():
     assert int(correct) == 1
 
 
-def test_resume_with_more_epochs_extends_a_finished_run(small_dataset, tmp_path):
+def test_resume_with_more_epochs_extends_a_finished_run(dataset_dir, tmp_path):
     def config(epochs):
         return TrainConfig(
-            dataset=str(small_dataset),
+            dataset=str(dataset_dir),
             out=str(tmp_path / "r"),
             thresholds=(3,),
             preset="tiny",
