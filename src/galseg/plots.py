@@ -209,6 +209,19 @@ def detection_bars(detection, path: str | os.PathLike[str]) -> Path:
     return _save(fig, path)
 
 
+def _reliability_curve(ax, reliability, variant: str, label: str, **style) -> None:
+    """One reliability curve: solid for plain predictions, dashed for test-time augmented ones."""
+    used = reliability.count > 0
+    ax.plot(
+        reliability.confidence[used],
+        reliability.frequency[used],
+        "o-" if variant == "plain" else "s--",
+        ms=3,
+        label=f"{label}: ECE {reliability.ece:.3f}",
+        **style,
+    )
+
+
 def reliability_diagram(evaluation, path: str | os.PathLike[str]) -> Path:
     """Observed frequency of votes >= th against the predicted P(votes >= th), per threshold (solid:
     plain, dashed: test-time augmented), and the expected vote fraction where all six exist."""
@@ -218,15 +231,7 @@ def reliability_diagram(evaluation, path: str | os.PathLike[str]) -> Path:
     ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":")
     for variant, by_th in evaluation.calibration.items():
         for th, r in by_th.items():
-            used = r.count > 0
-            ax.plot(
-                r.confidence[used],
-                r.frequency[used],
-                "o-" if variant == "plain" else "s--",
-                ms=3,
-                color=THRESHOLD_COLOURS[(th - 1) % 6],
-                label=f"th={th} {variant}: ECE {r.ece:.3f}",
-            )
+            _reliability_curve(ax, r, variant, f"th={th} {variant}", color=THRESHOLD_COLOURS[(th - 1) % 6])
     ax.set_xlabel("predicted P(votes >= th)")
     ax.set_ylabel("observed frequency")
     ax.set_title("reliability, test pixels", fontsize=10)
@@ -235,14 +240,7 @@ def reliability_diagram(evaluation, path: str | os.PathLike[str]) -> Path:
         ax = axes[0, 1]
         ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":")
         for variant, r in evaluation.vote_fraction.items():
-            used = r.count > 0
-            ax.plot(
-                r.confidence[used],
-                r.frequency[used],
-                "o-" if variant == "plain" else "s--",
-                ms=3,
-                label=f"{variant}: ECE {r.ece:.3f}",
-            )
+            _reliability_curve(ax, r, variant, variant)
         ax.set_xlabel("predicted sum of P(votes >= th) / 6")
         ax.set_ylabel("observed min(votes, 6) / 6")
         ax.set_title("vote fraction", fontsize=10)
