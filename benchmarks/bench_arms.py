@@ -22,8 +22,8 @@ import numpy as np
 from galseg.arms import measure_arms
 from galseg.dataset import open_dataset
 from galseg.gz3d import read_gz3d
-from galseg.predict import load
-from galseg.progress import progress
+from galseg.inference import load
+from galseg.io import progress
 from galseg.synthetic import truth_from_metadata
 
 
@@ -65,7 +65,7 @@ def main() -> None:
     test = chosen[: args.n]
     predictor = load(args.run, device="cpu").select([args.threshold]) if args.run else None
     rows = []
-    for row in progress(test, label="arms"):
+    for row in progress(test, desc="arms"):
         galaxy = read_gz3d(source_dir / row["SOURCE_FILE"], outlines=False)
         truth = truth_from_metadata(galaxy.metadata)
         if truth is None:

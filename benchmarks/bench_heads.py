@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from galseg.dataset import open_dataset, prepare
-from galseg.metrics import evaluate_run
-from galseg.predict import load
+from galseg.evaluate import evaluate_run
+from galseg.inference import load
 from galseg.synthetic import write_synthetic
 from galseg.train import TrainConfig, train
 

@@ -11,7 +11,8 @@ from astropy.table import Table
 
 from galseg.cli import main
 from galseg.gz3d import find_gz3d_files, make_wcs, read_gz3d, wcs_header
-from galseg.predict import expand_inputs, footprint, load, predict_files, read_catalogue
+from galseg.inference import load
+from galseg.predict import expand_inputs, footprint, predict_files, read_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +64,14 @@ def test_every_input_kind_gives_masks_on_its_own_grid(trained_run, inputs, tmp_p
     bad = catalogue[catalogue["ERROR"] != ""]
     assert len(bad) == 1 and "broken.fits" in bad["ERROR"][0]
     assert list(dict.fromkeys(catalogue["NAME"]))[0] == galaxy.mangaid  # GZ:3D inputs are named by MANGAID
-    expected_shape = {"r_band": (70, 90), "cube": (70, 90), "cutout": (70, 90), "cutout_2": (70, 90)}
-    for name, shape in expected_shape.items():
-        with fits.open(out / "masks" / f"{name}.fits.gz") as hdul:
+    expected_shape = {"r_band": (70, 90), "cube": (70, 90), "cutout": (70, 90)}
+    outputs = {(row["NAME"], row["SOURCE"][-4:]): row["OUTPUT"] for row in ok}
+    assert len(set(outputs.values())) == 5  # cutout.png and cutout.jpg: one name, two outputs
+    for (name, _), output in outputs.items():
+        if name not in expected_shape:
+            continue
+        shape = expected_shape[name]
+        with fits.open(out / output) as hdul:
             assert hdul["MASK_TH3"].data.shape == shape and hdul["MASK_TH3"].data.dtype == np.uint8
             assert hdul["PROB"].data.shape == (6, *shape)
             if name in ("r_band", "cube"):

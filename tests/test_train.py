@@ -41,14 +41,14 @@ def test_a_tiny_net_overfits_eight_galaxies(eight_spirals, tmp_path):
         batch_size=8,
         lr=1e-2,
         augment=False,
-        eval_split="train",
+        select_on="train",
         patience=100,
     )
     history = train(config, log=quiet)["th2"].history
-    first, last = history[0]["test_loss"], min(h["test_loss"] for h in history[-5:])
+    first, last = history[0]["eval_loss"], min(h["eval_loss"] for h in history[-5:])
     assert last < 0.5 * first
     model, checkpoint = load_checkpoint(tmp_path / "run" / "th2" / "best.pt")
-    assert checkpoint["state"]["best_loss"] == pytest.approx(min(h["test_loss"] for h in history))
+    assert checkpoint["state"]["best_loss"] == pytest.approx(min(h["eval_loss"] for h in history))
     assert model.args.head == "binary" and not model.training
 
 
@@ -81,7 +81,7 @@ def test_resume_after_a_kill_continues_the_same_curves(dataset_dir, tmp_path):
         assert epochs == [1, 2, 3, 4]
         for a, b in zip(full[name].history, resumed[name].history, strict=True):
             assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
-            assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)
+            assert a["eval_loss"] == pytest.approx(b["eval_loss"], rel=1e-5)
         saved = json.loads((tmp_path / "cut" / name / "history.json").read_text())
         assert [h["epoch"] for h in saved] == [1, 2, 3, 4]
     assert read_run(tmp_path / "cut")["units"] == {"th1": [1], "th3": [3]}

@@ -1,25 +1,24 @@
-"""How much to trust a mask: the volunteer ceiling, calibration, test-time augmentation and
-bootstrap intervals, each against numbers worked out by hand."""
+"""How much to trust a mask: the human reference (two panels of volunteers), calibration,
+test-time augmentation and bootstrap intervals, each against numbers worked out by hand."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+from astropy.table import Table
 
 from galseg.gz3d import rasterise_outlines
+from galseg.inference import Predictor
 from galseg.metrics import (
     Reliability,
-    ceiling_counts,
-    ceiling_per_galaxy,
-    ceiling_table1,
+    human_reference_table,
+    panel_jaccards,
+    panel_threshold,
     per_galaxy_table,
     table1,
     table1_intervals,
 )
-from galseg.predict import Predictor
 from galseg.unet import UNetArgs
 
 
@@ -35,41 +34,48 @@ def square(row0, row1, col0, col1):
     )
 
 
-@dataclass
-class HandMadeGalaxy:
-    """Three volunteers on a 10 x 10 image: A and B overlap on 12 pixels, C is elsewhere."""
-
-    outlines = [[square(2, 5, 2, 5)], [square(2, 5, 3, 6)], [square(6, 8, 6, 8)]]
-
-    @property
-    def spiral_votes(self):
-        return rasterise_outlines([p for v in self.outlines for p in v], (10, 10))
-
-    def spiral_outlines(self):
-        return self.outlines
+def test_panel_thresholds_ask_the_same_share_of_people():
+    assert panel_threshold(3, 7, 15) == 1  # 3/15 of 7 people is 1.4
+    assert panel_threshold(3, 8, 15) == 2  # 1.6
+    assert panel_threshold(1, 7, 15) == 1  # never below one person
+    assert panel_threshold(6, 8, 15) == 3  # 3.2
 
 
-def test_ceiling_protocol_gives_the_hand_computed_numbers():
-    galaxy = HandMadeGalaxy()
-    model = np.zeros((2, 10, 10))
-    model[:, 2:6, 2:7] = 0.9  # the model marks A and B together (20 pixels)
-    volunteer, model_counts = ceiling_counts(galaxy, model, (1, 2))
-    # th=1, volunteer A against B or C (25 px): TP 12, FP 4, FN 13
-    np.testing.assert_array_equal(volunteer[0, 0], [12, 4, 13, 71])
-    np.testing.assert_array_equal(volunteer[0, 2], [0, 9, 20, 71])  # C against A or B: no overlap
-    np.testing.assert_array_equal(model_counts[0, 2], [20, 0, 0, 80])  # the model is exactly A or B
-    rows = ceiling_per_galaxy("hand", (1, 2), volunteer, model_counts)
-    get = {(r["WHO"], r["TH"]): r for r in rows}
-    assert get["volunteer", 1]["JACCARD"] == pytest.approx((12 / 29 + 12 / 29 + 0) / 3)
-    assert get["volunteer", 1]["PRECISION"] == pytest.approx((12 / 16 + 12 / 16 + 0) / 3)
-    assert get["model", 1]["JACCARD"] == pytest.approx((16 / 29 + 16 / 29 + 1) / 3)
-    # th=2: only C's comparison has a consensus (A and B agree on 12 px); A's and B's are empty
-    assert get["volunteer", 2]["N_BOTH"] == 1 and get["volunteer", 2]["JACCARD"] == 0.0
-    assert get["model", 2]["N_BOTH"] == 1 and get["model", 2]["JACCARD"] == pytest.approx(12 / 20)
-    assert get["volunteer", 2]["SHARE_BOTH_NONE"] == 0.0
-    summary = ceiling_table1(rows)
-    row = summary[(summary["WHO"] == "model") & (summary["TH"] == 1)][0]
-    assert row["N_BOTH_ARMS"] == 1 and row["JACCARD_MEAN"] == pytest.approx((16 / 29 + 16 / 29 + 1) / 3)
+def test_panels_give_the_hand_computed_jaccards():
+    """Two volunteers overlapping on 12 of their 16 pixels: whichever is panel B, panel A scores
+    12 / 20; a model marking their union (20 pixels) scores 16 / 20."""
+    x = rasterise_outlines([square(2, 5, 2, 5)], (10, 10))
+    y = rasterise_outlines([square(2, 5, 3, 6)], (10, 10))
+    union = (x + y) > 0
+    human, model = panel_jaccards(np.stack([x, y]), np.stack([union] * 3), (1, 2, 4), n_splits=4)
+    np.testing.assert_allclose(human[:2], 12 / 20)
+    np.testing.assert_allclose(model[:2], 16 / 20)
+    assert np.isnan(human[2]).all() and np.isnan(model[2]).all()  # 4 of 2 is 2 of 1: nobody
+
+
+def test_an_empty_model_scores_zero_on_the_same_galaxies_as_the_panel():
+    x = rasterise_outlines([square(2, 5, 2, 5)], (10, 10))
+    human, model = panel_jaccards(np.stack([x, x, x, x]), np.zeros((1, 10, 10), bool), (1,), n_splits=3)
+    np.testing.assert_allclose(human, 1.0)
+    np.testing.assert_allclose(model, 0.0)
+
+
+def test_human_reference_table_ratio_interval_and_verdict():
+    rows = Table(
+        {
+            "MANGAID": ["a", "b", "c", "d"],
+            "TH": [3, 3, 3, 3],
+            "HUMAN_JACCARD": [0.5, 0.4, 0.6, np.nan],
+            "MODEL_JACCARD": [0.6, 0.5, 0.6, 0.9],
+        }
+    )
+    table = human_reference_table(rows, n_boot=300)
+    row = table[0]
+    assert row["N_GALAXIES"] == 3  # the galaxy without a panel reference is left out of both
+    assert row["HUMAN_JACCARD"] == pytest.approx(0.5) and row["MODEL_JACCARD"] == pytest.approx(1.7 / 3)
+    assert row["RATIO"] == pytest.approx(1.7 / 1.5)
+    lo, hi = row["RATIO_CI"]
+    assert lo <= row["RATIO"] <= hi and row["HIGHER"] == "model"
 
 
 def test_calibrated_predictor_has_ece_near_zero_and_a_biased_one_does_not():

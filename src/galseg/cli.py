@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from galseg import GalsegError, __version__
 from galseg.download import DEFAULT_BASE_URL
+from galseg.io import writable_folder
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from galseg.io import progress
     from galseg.plots import gz3d_preview
-    from galseg.progress import progress
     from galseg.synthetic import write_synthetic
 
     paths = list(
         progress(
             write_synthetic(args.out, n=args.n, seed=args.seed, size=args.size, workers=args.workers),
             total=args.n,
-            label="synth",
+            desc="synth",
         )
     )
     if args.preview:
@@ -38,13 +41,14 @@ def _prepare(args: argparse.Namespace) -> int:
         args.out,
         size=args.size,
         test_fraction=args.test_fraction,
+        validation_fraction=args.validation_fraction,
         seed=args.seed,
         workers=args.workers,
     )
     counts = manifest["counts"]
     print(
         f"{counts['prepared']} prepared, {counts['skipped']} skipped "
-        f"({counts['train']} train, {counts['test']} test) in {args.out}"
+        f"({counts['train']} train, {counts['val']} validation, {counts['test']} test) in {args.out}"
     )
     return 0
 
@@ -81,6 +85,8 @@ def _train(args: argparse.Namespace) -> int:
         patience=args.patience,
         batch_norm=args.batch_norm,
         steps_per_epoch=args.steps_per_epoch,
+        select_on=args.select_on,
+        precision=args.precision,
     )
 
     train(
@@ -93,25 +99,33 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from galseg.metrics import ceiling_markdown, evaluate_run, table1_markdown
+    from galseg.evaluate import evaluate_run
+    from galseg.metrics import human_reference_markdown, table1_markdown
     from galseg.plots import evaluation_figures
+    from galseg.train import read_run
 
     out = args.out or Path(args.run) / "evaluation"
+    run_thresholds = sorted({t for ths in read_run(args.run)["units"].values() for t in ths})
+    if args.figure_threshold not in run_thresholds:
+        raise GalsegError(
+            f"--figure-threshold {args.figure_threshold}: {args.run} has thresholds {run_thresholds}"
+        )
     evaluation = evaluate_run(
         args.run,
         dataset=args.dataset,
         out=out,
         full_resolution=args.full_resolution,
         tta=args.tta,
-        ceiling=args.ceiling,
+        human=args.human_reference,
         n_boot=args.bootstrap,
         device=args.device,
         batch_size=args.batch_size,
     )
     evaluation_figures(evaluation, out, threshold=args.figure_threshold)
+    print(f"Epoch chosen on: {evaluation.selection}.\n")
     print(table1_markdown(evaluation.table1, evaluation.intervals))
-    if evaluation.ceiling is not None:
-        print(ceiling_markdown(evaluation.ceiling))
+    if evaluation.human_reference is not None:
+        print(human_reference_markdown(evaluation.human_reference))
     for row in evaluation.ece_table():
         print(f"ECE {row['VARIANT']} th={row['TH']}: {row['ECE']:.4f}")
     print(f"catalogues, tables and figures in {out}")
@@ -119,12 +133,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from galseg.inference import load
     from galseg.plots import prediction_overlay
-    from galseg.predict import load, predict_files
+    from galseg.predict import predict_files
     from galseg.train import parse_thresholds, start_runtime
 
     runtime = start_runtime(args.device)
-    predictor = load(args.run, device=runtime.device)
+    predictor = load(args.run, device=runtime.device, precision=args.precision)
     if args.thresholds:
         predictor = predictor.select(parse_thresholds(args.thresholds))
     catalogue = predict_files(
@@ -161,17 +176,61 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- checked values
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (and exit status 2), like every error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"galseg: error: {message} (see {self.prog} --help)\n")
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too small (at least {minimum})")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text} must lie between 0 and 1")
+    return value
+
+
+_threshold = _count(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="galseg", description=__doc__)
+    parser = _Parser(prog="galseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write synthetic galaxies as GZ:3D files")
     p.add_argument("--out", required=True, type=Path, help="folder for the .fits.gz files")
-    p.add_argument("--n", type=int, default=100, help="number of galaxies")
+    p.add_argument("--n", type=_count(1), default=100, help="number of galaxies")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=525, help="image side in pixels (GZ:3D: 525)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    p.add_argument("--size", type=_count(32), default=525, help="image side in pixels (GZ:3D: 525)")
+    p.add_argument("--workers", type=_count(1), default=None, help="processes (default: every core)")
     p.add_argument(
         "--preview",
         action=argparse.BooleanOptionalAction,
@@ -183,16 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="resize GZ:3D files once into a training-ready dataset folder")
     p.add_argument("gz3d_dir", type=Path, help="folder searched recursively for .fits / .fits.gz")
     p.add_argument("--out", required=True, type=Path, help="dataset folder")
-    p.add_argument("--size", type=int, default=128, help="side in pixels, a multiple of 16")
-    p.add_argument("--test-fraction", type=float, default=0.25)
+    p.add_argument("--size", type=_count(16), default=128, help="side in pixels, a multiple of 16")
+    p.add_argument("--test-fraction", type=_fraction, default=0.25, help="share of each stratum for test")
+    p.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.1,
+        help="share of the training galaxies kept aside to choose the epoch",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
+    p.add_argument("--workers", type=_count(1), default=os.cpu_count() or 1, help="processes")
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("download", help="fetch the real GZ:3D files (SDSS DR17), resumable")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--limit", type=int, default=None, help="only the first N files of the listing")
-    p.add_argument("--workers", type=int, default=8, help="parallel transfers")
+    p.add_argument("--limit", type=_count(1), default=None, help="only the first N files of the listing")
+    p.add_argument("--workers", type=_count(1), default=8, help="parallel transfers")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL)
     p.set_defaults(func=_download)
 
@@ -207,9 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["binary", "multi"],
         help="binary: one 2-class net per threshold (the paper); multi: one net for all",
     )
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--epochs", type=_count(1), default=20)
+    p.add_argument("--batch-size", type=_count(1), default=16)
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument(
         "--augment",
@@ -219,7 +284,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--patience", type=int, default=5, help="stop after this many epochs without a better test loss"
+        "--patience", type=_count(1), default=5, help="stop after this many epochs without a better loss"
+    )
+    p.add_argument(
+        "--select-on",
+        default="validation",
+        choices=["validation", "test"],
+        help="split whose loss picks best.pt and stops early (test: the paper's choice, biased)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "float32", "bf16"],
+        help="auto: bf16 autocast on CUDA and on CPUs with native bf16, else float32",
     )
     p.add_argument(
         "--batch-norm",
@@ -227,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="batch normalisation after each convolution (default: the preset's; paper: off)",
     )
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="cap batches per epoch (quick runs)")
+    p.add_argument(
+        "--steps-per-epoch", type=_count(1), default=None, help="cap batches per epoch (quick runs)"
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=_train)
 
@@ -243,17 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="also score on the original vote maps, predictions upsampled",
     )
-    p.add_argument("--figure-threshold", type=int, default=3, help="threshold of Figures 1 and 5")
+    p.add_argument("--figure-threshold", type=_threshold, default=3, help="threshold of Figures 1 and 5")
     p.add_argument("--tta", action="store_true", help="also score test-time augmentation (8 orientations)")
     p.add_argument(
-        "--ceiling",
+        "--human-reference",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="score volunteers and model against leave-one-out consensus (needs the GZ:3D files)",
+        help="score one half of the volunteers and the model against the other half (needs the GZ:3D files)",
     )
-    p.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals")
+    p.add_argument("--bootstrap", type=_count(0), default=1000, help="resamples for the 95%% intervals")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_count(1), default=32)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="arm masks and a catalogue for new images (GZ:3D, FITS, PNG, JPEG)")
@@ -262,9 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--thresholds", default=None, help="a subset of the run's thresholds, e.g. 3 or 1,3,5")
     p.add_argument("--catalogue", default="catalogue.ecsv", help="file name; .ecsv, .csv, .fits or .parquet")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2, help="processes reading inputs ahead of the network")
+    p.add_argument("--batch-size", type=_count(1), default=16)
+    p.add_argument(
+        "--workers", type=_count(0), default=2, help="processes reading inputs ahead of the network (0: none)"
+    )
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "float32", "bf16"],
+        help="auto: bf16 autocast on CUDA and on CPUs with native bf16, else float32",
+    )
     p.add_argument("--overlay", action="store_true", help="also write PNG overlays of the masks")
     p.add_argument(
         "--tta",
@@ -282,9 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole study on synthetic galaxies, with an HTML report")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument(
-        "--n", type=int, default=None, help="number of synthetic galaxies (default 2000; quick 160)"
+        "--n", type=_count(8), default=None, help="number of synthetic galaxies (default 2000; quick 160)"
     )
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=_count(1), default=None)
     p.add_argument("--quick", action="store_true", help="a smoke test: under two minutes")
     p.add_argument(
         "--separate", action="store_true", help="six networks, one per threshold (the paper's way)"
@@ -295,8 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit status 2."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad argument already reported in one line
+        return int(exc.code or 0)
+    try:
+        if getattr(args, "out", None) is not None:
+            writable_folder(args.out)
         return int(args.func(args))
     except GalsegError as exc:
         print(f"galseg: error: {exc}", file=sys.stderr)

@@ -29,8 +29,16 @@ import torch
 from astropy.table import Table
 
 from galseg import THRESHOLDS, GalsegError, __version__
-from galseg.gz3d import atomic_write_bytes, find_gz3d_files, read_gz3d
-from galseg.progress import Progress
+from galseg.gz3d import find_gz3d_files, read_gz3d, votes_from_paths
+from galseg.io import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    die_with_parent,
+    progress,
+    read_json,
+    read_npy_header,
+)
 
 MAX_VOTES = 15
 """Vote maps are clipped here when prepared (the issue's 0..15); every threshold is far below."""
@@ -84,26 +92,55 @@ def arm_fractions(votes: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the split
 
+SPLITS = ("train", "val", "test")
+"""Training galaxies; validation galaxies (carved from the training share) that choose the epoch;
+test galaxies, touched only by ``galseg evaluate``."""
 
-def split_unit(mangaid: str, seed: int, stratum: str) -> float:
-    """A number in [0, 1) that depends only on the galaxy, the seed and its stratum."""
-    digest = hashlib.sha256(f"{seed}:{stratum}:{mangaid}".encode()).digest()
+
+def split_unit(mangaid: str, seed: int, purpose: str) -> float:
+    """A number in [0, 1) that depends only on the galaxy, the seed and the purpose of the draw."""
+    digest = hashlib.sha256(f"{seed}:{purpose}:{mangaid}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_split(
-    mangaids: Sequence[str], has_arms: Sequence[bool], *, seed: int, test_fraction: float
-) -> np.ndarray:
-    """'train' or 'test' for each galaxy, by hashing its MANGAID with the seed.
+def _lowest(units: np.ndarray, share: float) -> np.ndarray:
+    """Boolean mask of the round(share * n) entries with the lowest units (ties by position)."""
+    chosen = np.zeros(len(units), dtype=bool)
+    chosen[np.argsort(units, kind="stable")[: int(np.floor(share * len(units) + 0.5))]] = True
+    return chosen
 
-    A pure function of (MANGAID, has-arms, seed): a galaxy never changes split when files are
-    added. The hash is salted by stratum (with or without arms), so both splits hold the same
-    share of galaxies with arms up to sampling noise.
+
+def assign_split(
+    mangaids: Sequence[str],
+    has_arms: Sequence[bool],
+    *,
+    seed: int,
+    test_fraction: float,
+    validation_fraction: float = 0.1,
+) -> np.ndarray:
+    """'train', 'val' or 'test' for each galaxy, exactly stratified by whether it has arm votes.
+
+    Within each stratum the galaxies are ranked by a hash of (seed, MANGAID): the lowest
+    round(test_fraction * n) are test, so each stratum's test share is test_fraction to the
+    nearest galaxy. Of the rest, ranked by a second hash, the lowest round(validation_fraction
+    * n_rest) are validation. A galaxy's hash never changes, so adding k galaxies to a stratum
+    moves only old galaxies whose hash lies between the old and the new cut: about
+    sqrt(k * f * (1 - f)) of them on average, never more than k.
     """
-    if not 0 < test_fraction < 1:
-        raise GalsegError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
-    units = [split_unit(m, seed, "arms" if a else "none") for m, a in zip(mangaids, has_arms, strict=True)]
-    return np.where(np.array(units) < test_fraction, "test", "train")
+    for name, value in (("--test-fraction", test_fraction), ("--validation-fraction", validation_fraction)):
+        if not 0 < value < 1:
+            raise GalsegError(f"{name} must be between 0 and 1, got {value}")
+    mangaids = np.asarray(mangaids, dtype=str)
+    has_arms = np.asarray(has_arms, dtype=bool)
+    split = np.full(len(mangaids), "train", dtype="U5")
+    for stratum in (has_arms, ~has_arms):
+        rows = np.nonzero(stratum)[0]
+        test = _lowest(np.array([split_unit(m, seed, "test") for m in mangaids[rows]]), test_fraction)
+        split[rows[test]] = "test"
+        rest = rows[~test]
+        val = _lowest(np.array([split_unit(m, seed, "val") for m in mangaids[rest]]), validation_fraction)
+        split[rest[val]] = "val"
+    return split
 
 
 # ----------------------------------------------------------------------------- preparing
@@ -118,6 +155,7 @@ class _Prepared:
     dec: float = 0.0
     n_classifications: int = 0
     max_votes: int = 0
+    outline_mismatch_px: int = 0
     image: np.ndarray | None = None
     spiral: np.ndarray | None = None
     bar: np.ndarray | None = None
@@ -127,10 +165,13 @@ def _prepare_one(args: tuple[Path, Path, int]) -> _Prepared:
     path, root, size = args
     source = str(path.relative_to(root))
     try:
-        galaxy = read_gz3d(path, outlines=False)
+        galaxy = read_gz3d(path)
     except GalsegError as exc:
         return _Prepared(source, error=str(exc).removeprefix(f"{path}: "))
     meta = galaxy.metadata
+    # HDU 3 should be the outlines of HDU 9 rasterised; the panel reference relies on it, so the
+    # difference is measured here rather than assumed to be zero
+    redrawn = votes_from_paths(galaxy.spiral_paths["spiral_paths"], galaxy.spiral_votes.shape)
     return _Prepared(
         source=source,
         mangaid=galaxy.mangaid,
@@ -138,6 +179,7 @@ def _prepare_one(args: tuple[Path, Path, int]) -> _Prepared:
         dec=float(meta["dec"][0]),
         n_classifications=galaxy.n_classifications,
         max_votes=int(galaxy.spiral_votes.max()),
+        outline_mismatch_px=int(np.count_nonzero(redrawn != galaxy.spiral_votes)),
         image=resize_image(galaxy.image, size),
         spiral=resize_votes(galaxy.spiral_votes, size),
         bar=resize_votes(galaxy.bar_votes, size),
@@ -155,6 +197,7 @@ def _save_chunk(path: Path, results: list[_Prepared], size: int) -> None:
             "dec": r.dec,
             "n_classifications": r.n_classifications,
             "max_votes": r.max_votes,
+            "outline_mismatch_px": r.outline_mismatch_px,
         }
         for r in results
     ]
@@ -164,10 +207,8 @@ def _save_chunk(path: Path, results: list[_Prepared], size: int) -> None:
         "bar": np.stack([r.bar for r in good]) if good else np.zeros((0, size, size), np.uint8),
         "records": np.frombuffer(json.dumps(records).encode(), dtype=np.uint8),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
-    os.replace(tmp, path)
 
 
 def prepare(
@@ -176,6 +217,7 @@ def prepare(
     *,
     size: int = 128,
     test_fraction: float = 0.25,
+    validation_fraction: float = 0.1,
     seed: int = 0,
     workers: int = 1,
     show_progress: bool = True,
@@ -184,24 +226,31 @@ def prepare(
 
     Bad files are skipped and listed in the manifest with the reason. Returns the manifest.
     Memory stays flat: one chunk of resized galaxies at a time, however many files.
+    The manifest is the commit mark: it is removed first when ``out`` is prepared again and
+    written last, so a folder without it is never trusted (``open_dataset`` refuses it).
     """
     if size < 16 or size % 16:
         raise GalsegError(f"--size {size}: use a multiple of 16 (the U-Net halves it 4 times)")
+    assign_split([], [], seed=seed, test_fraction=test_fraction, validation_fraction=validation_fraction)
     root = Path(gz3d_dir)
     files = find_gz3d_files(root)
     if not files:
         raise GalsegError(f"{root}: no .fits or .fits.gz files found")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GalsegError(f"--out {out}: is a file, not a folder")
+    (out / MANIFEST).unlink(missing_ok=True)  # from here on the folder is not a finished dataset
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     settings = {
         "size": size,
         "seed": seed,
         "test_fraction": test_fraction,
+        "validation_fraction": validation_fraction,
         "files": [str(p.relative_to(root)) for p in files],
     }
     settings_file = parts / "settings.json"
-    if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
+    if settings_file.exists() and settings_file.read_bytes() != json.dumps(settings).encode():
         raise GalsegError(
             f"{out}: holds an unfinished dataset made with other settings or files; "
             "remove the folder or use another --out"
@@ -209,9 +258,9 @@ def prepare(
     atomic_write_bytes(settings_file, json.dumps(settings).encode())
 
     chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    pool = ProcessPoolExecutor(workers, initializer=die_with_parent) if workers > 1 else None
     try:
-        ticks = Progress(len(files), label="prepare", enabled=show_progress)
+        ticks = progress(total=len(files), desc="prepare", enabled=show_progress)
         for number, chunk in enumerate(chunks):
             target = parts / f"chunk_{number:06d}.npz"
             if target.exists():  # finished before an interruption
@@ -223,6 +272,7 @@ def prepare(
                 results.append(result)
                 ticks.update()
             _save_chunk(target, results, size)
+        ticks.close()
     finally:
         if pool:
             pool.shutdown()
@@ -233,6 +283,7 @@ def prepare(
         size=size,
         seed=seed,
         test_fraction=test_fraction,
+        validation_fraction=validation_fraction,
         source_dir=str(root.resolve()),
     )
     shutil.rmtree(parts)
@@ -240,7 +291,15 @@ def prepare(
 
 
 def _assemble(
-    out: Path, parts: Path, n_chunks: int, *, size: int, seed: int, test_fraction: float, source_dir: str
+    out: Path,
+    parts: Path,
+    n_chunks: int,
+    *,
+    size: int,
+    seed: int,
+    test_fraction: float,
+    validation_fraction: float,
+    source_dir: str,
 ) -> dict:
     """Concatenate the chunks into the final arrays, catalogue and manifest, one chunk at a time."""
     per_chunk: list[list[dict]] = []
@@ -288,7 +347,9 @@ def _assemble(
 
     mangaids = [r["mangaid"] for r in good]
     has_arms = fractions[:, 0] > 0
-    split = assign_split(mangaids, has_arms, seed=seed, test_fraction=test_fraction)
+    split = assign_split(
+        mangaids, has_arms, seed=seed, test_fraction=test_fraction, validation_fraction=validation_fraction
+    )
     catalogue = Table(
         {
             "INDEX": np.arange(n, dtype=np.int64),
@@ -297,34 +358,39 @@ def _assemble(
             "DEC": np.array([r["dec"] for r in good], dtype=np.float64),
             "N_CLASSIFICATIONS": np.array([r["n_classifications"] for r in good], dtype=np.int16),
             "MAX_VOTES": np.array([r["max_votes"] for r in good], dtype=np.int16),  # full resolution
+            "OUTLINE_MISMATCH_PX": np.array([r["outline_mismatch_px"] for r in good], dtype=np.int64),
             "SOURCE_FILE": np.array([r["source"] for r in good], dtype=str),
             **{f"ARM_FRACTION_TH{th}": fractions[:, k].astype(np.float32) for k, th in enumerate(THRESHOLDS)},
             "SPLIT": split.astype("U5"),
         }
     )
     catalogue.meta.update({"galseg_version": __version__, "size_px": size, "seed": seed})
-    tmp = out / ".catalogue.ecsv.part"
-    catalogue.write(tmp, format="ascii.ecsv", overwrite=True)
-    os.replace(tmp, out / "catalogue.ecsv")
-    test = split == "test"
+    with atomic_path(out / "catalogue.ecsv") as tmp:
+        catalogue.write(tmp, format="ascii.ecsv", overwrite=True)
+    mismatch = np.asarray(catalogue["OUTLINE_MISMATCH_PX"])
     manifest = {
         "galseg_version": __version__,
         "size": size,
         "seed": seed,
         "test_fraction": test_fraction,
+        "validation_fraction": validation_fraction,
         "source_dir": source_dir,
         "counts": {
             "files": len(records),
             "prepared": n,
             "skipped": len(records) - n,
-            "train": int((~test).sum()),
-            "test": int(test.sum()),
-            "with_arms_train": int((has_arms & ~test).sum()),
-            "with_arms_test": int((has_arms & test).sum()),
+            **{name: int((split == name).sum()) for name in SPLITS},
+            **{f"with_arms_{name}": int((has_arms & (split == name)).sum()) for name in SPLITS},
+        },
+        # HDU 3 against the outlines of HDU 9 re-rasterised at full resolution (pixels differing)
+        "outline_check": {
+            "galaxies_differing": int((mismatch > 0).sum()),
+            "max_pixels_differing": int(mismatch.max()) if n else 0,
+            "mean_pixels_differing": float(mismatch.mean()) if n else 0.0,
         },
         "skipped": [{"file": r["source"], "reason": r["error"]} for r in records if r["error"]],
     }
-    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    atomic_write_json(out / MANIFEST, manifest)
     return manifest
 
 
@@ -361,8 +427,35 @@ def open_dataset(folder: str | os.PathLike[str]) -> PreparedDataset:
     if not manifest_path.is_file():
         hint = " (unfinished: rerun galseg prepare to complete it)" if (folder / "parts").exists() else ""
         raise GalsegError(f"{folder}: not a prepared galseg dataset, {MANIFEST} is missing{hint}")
-    manifest = json.loads(manifest_path.read_text())
-    catalogue = Table.read(folder / "catalogue.ecsv", format="ascii.ecsv")
+    manifest = read_json(manifest_path, what="a galseg dataset manifest")
+    try:
+        size, n = int(manifest["size"]), int(manifest["counts"]["prepared"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GalsegError(f"{manifest_path}: incomplete manifest ({type(exc).__name__}: {exc})") from exc
+    path = folder / "catalogue.ecsv"
+    if not path.is_file():
+        raise GalsegError(f"{path}: missing; rerun galseg prepare")
+    try:
+        catalogue = Table.read(path, format="ascii.ecsv")
+    except Exception as exc:  # noqa: BLE001 - any parser failure means a damaged file
+        problem = type(exc).__name__
+        raise GalsegError(f"{path}: not a readable catalogue ({problem}); rerun galseg prepare") from exc
+    missing = {"INDEX", "MANGAID", "SPLIT", "SOURCE_FILE"} - set(catalogue.colnames)
+    if missing or len(catalogue) != n:
+        raise GalsegError(
+            f"{path}: does not match {MANIFEST} ({len(catalogue)} rows for {n} galaxies"
+            f"{', lacks ' + ', '.join(sorted(missing)) if missing else ''}); rerun galseg prepare"
+        )
+    expected = {"images": (n, size, size, 3), "spiral": (n, size, size), "bar": (n, size, size)}
+    for name, shape in expected.items():
+        array = folder / f"{name}.npy"
+        if not array.is_file():
+            raise GalsegError(f"{array}: missing; rerun galseg prepare")
+        found, dtype = read_npy_header(array)
+        if found != shape or dtype != np.uint8:
+            raise GalsegError(
+                f"{array}: holds {found} {dtype}, the manifest says {shape} uint8; rerun galseg prepare"
+            )
     return PreparedDataset(folder, manifest, catalogue)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 from galseg import GalsegError
-from galseg.progress import progress
+from galseg.io import progress
 
 DEFAULT_BASE_URL = "https://data.sdss.org/sas/dr17/manga/morphology/galaxyzoo3d/v4_0_0/"
 """The GZ:3D value-added catalogue's folder in the SDSS DR17 science archive."""
@@ -96,7 +96,7 @@ def download(
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for name, error in progress(
-            pool.map(one, todo), total=len(todo), label="download", enabled=show_progress
+            pool.map(one, todo), total=len(todo), desc="download", enabled=show_progress
         ):
             if error:
                 failures[name] = error

@@ -12,12 +12,10 @@ y down the picture as shown, ``origin='upper'``).
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
 import warnings
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +25,10 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
+from skimage.draw import polygon
 
 from galseg import GalsegError
+from galseg.io import atomic_write_bytes, gzip_bytes, read_bytes
 
 N_HDUS = 11
 PIXEL_SCALE_ARCSEC = 0.099
@@ -153,32 +153,10 @@ def encode_paths(paths: Iterable[np.ndarray]) -> str:
 
 
 def add_polygon(counts: np.ndarray, xy: np.ndarray) -> None:
-    """Add 1 to every pixel of ``counts`` whose centre lies inside the closed polygon ``xy``.
-
-    Even-odd rule on pixel centres (x = column, y = row), by scanlines: for each row, the
-    polygon's edge crossings toggle inside/outside, accumulated with a cumulative sum, so the
-    cost is rows x edges rather than pixels x edges.
-    """
-    height, width = counts.shape
-    x0, y0 = xy[:, 0], xy[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-    row_lo = max(int(np.ceil(y0.min())), 0)
-    row_hi = min(int(np.floor(y0.max())), height - 1)
-    if row_hi < row_lo:
-        return
-    rows = np.arange(row_lo, row_hi + 1, dtype=np.float64)[:, None]
-    crosses = (y0 <= rows) != (y1 <= rows)
-    r_idx, e_idx = np.nonzero(crosses)
-    if r_idx.size == 0:
-        return
-    yr = rows[r_idx, 0]
-    dy = y1[e_idx] - y0[e_idx]
-    x_cross = x0[e_idx] + (yr - y0[e_idx]) * (x1[e_idx] - x0[e_idx]) / dy
-    start = np.clip(np.floor(x_cross).astype(np.int64) + 1, 0, width)
-    n_rows = rows.shape[0]
-    toggles = np.bincount(r_idx * (width + 1) + start, minlength=n_rows * (width + 1))
-    inside = np.cumsum(toggles.reshape(n_rows, width + 1), axis=1)[:, :width] & 1
-    counts[row_lo : row_hi + 1] += inside.astype(counts.dtype)
+    """Add 1 to every pixel of ``counts`` whose centre lies inside the closed polygon ``xy``
+    ([x, y] = [column, row]; scikit-image's even-odd fill of pixel centres)."""
+    rows, columns = polygon(xy[:, 1], xy[:, 0], shape=counts.shape)
+    counts[rows, columns] += 1  # each pixel once per polygon
 
 
 def rasterise_outlines(outlines: Iterable[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
@@ -231,11 +209,13 @@ def _read_wcs(hdul: fits.HDUList) -> WCS:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_gz3d(path: str | os.PathLike[str], *, outlines: bool = True) -> GZ3DGalaxy:
+def read_gz3d(path: str | os.PathLike[str], *, outlines: bool = True, raw: bytes | None = None) -> GZ3DGalaxy:
     """Read one GZ:3D file (``.fits`` or ``.fits.gz``), checking every HDU's type and shape.
 
     With ``outlines=False`` the cluster, click and outline tables (HDUs 6-10) are checked but
-    not decoded (left None): four times faster, and all that training needs.
+    not decoded (left None): four times faster, and all that training needs. ``raw``: the
+    file's bytes (inflated) when the caller has read them already. Reading is bounded by
+    :mod:`galseg.io`'s byte budgets, so a decompression bomb is refused, not inflated.
 
     Raises
     ------
@@ -244,12 +224,16 @@ def read_gz3d(path: str | os.PathLike[str], *, outlines: bool = True) -> GZ3DGal
         the message names the file, the HDU and what was expected.
     """
     path = Path(path)
-    if not path.is_file():
-        raise GalsegError(f"{path}: no such file")
+    # gzip is inflated once, in memory: astropy would re-inflate on every seek
+    if raw is None:
+        if not path.is_file():
+            raise GalsegError(f"{path}: no such file")
+        try:
+            raw = read_bytes(path)
+        except GalsegError as exc:
+            problem = str(exc).removeprefix(f"{path}: ")
+            raise GalsegError(f"{path}: not a readable GZ:3D FITS file ({problem})") from exc
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":  # gzip: inflate once; astropy would re-inflate on each seek
-            raw = gzip.decompress(raw)
         with warnings.catch_warnings():
             warnings.simplefilter("error", AstropyUserWarning)  # "may have been truncated"
             with fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=False) as hdul:
@@ -262,8 +246,7 @@ def read_gz3d(path: str | os.PathLike[str], *, outlines: bool = True) -> GZ3DGal
         ValueError,
         TypeError,
         KeyError,
-        zlib.error,
-        gzip.BadGzipFile,
+        IndexError,
         json.JSONDecodeError,
         AstropyUserWarning,
     ) as exc:
@@ -474,18 +457,9 @@ def write_gz3d(path: str | os.PathLike[str], galaxy: GZ3DGalaxy, *, compressleve
     path = Path(path)
     data = gz3d_bytes(galaxy)
     if path.suffix == ".gz":
-        data = gzip.compress(data, compresslevel=compresslevel, mtime=0)
+        data = gzip_bytes(data, compresslevel=compresslevel)
     atomic_write_bytes(path, data)
     return path
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to ``path`` through a temporary sibling and a rename, so no half file is ever seen."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 def find_gz3d_files(folder: str | os.PathLike[str]) -> list[Path]:

@@ -1,4 +1,6 @@
-"""Per-image metrics from the confusion matrix, their summaries, and the evaluation of a run.
+"""Per-image metrics from the confusion matrix and their summaries: pure functions of arrays.
+
+No file, network or torch here: :mod:`galseg.evaluate` feeds these with a run's predictions.
 
 Definitions, per image, from TP, FP, FN, TN pixel counts (arm = positive):
 
@@ -15,18 +17,12 @@ arms (so every metric is defined there) and reports separately the share where b
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from astropy.table import Table, vstack
+from astropy.table import Table
 
-from galseg import THRESHOLDS, GalsegError, __version__
-from galseg.dataset import open_dataset
-from galseg.gz3d import rasterise_outlines, read_gz3d
-from galseg.predict import Predictor, load, upsample
-from galseg.progress import progress
+from galseg import GalsegError
 
 METRICS = ("accuracy", "precision", "recall", "jaccard", "dice")
 TABLE1_METRICS = ("accuracy", "precision", "jaccard")
@@ -46,8 +42,12 @@ def confusion(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is not positive (any size: the
+    bootstrap's weighted sums and the reliability bins' fractions alike)."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
 
 
 def scores(counts: np.ndarray) -> dict[str, np.ndarray]:
@@ -182,219 +182,6 @@ def table1_markdown(table: Table, intervals: Table | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ----------------------------------------------------------------------------- a whole run
-
-
-@dataclass
-class Evaluation:
-    """Everything ``galseg evaluate`` computes; figures are drawn from it by ``plots``."""
-
-    per_galaxy: Table
-    table1: Table
-    detection: Table
-    thresholds: tuple[int, ...]
-    example_image: np.ndarray  # (S, S, 3) uint8: the test galaxy shown in Figure 4
-    example_votes: np.ndarray  # (S, S) vote counts
-    example_probabilities: np.ndarray  # (T, S, S)
-    example_mangaid: str
-    calibration: dict[str, dict[int, Reliability]]  # variant ("plain", "tta") -> threshold -> bins
-    vote_fraction: dict[str, Reliability]  # sum of P(votes >= th) / 6 against min(votes, 6) / 6
-    intervals: Table
-    ceiling_per_galaxy: Table | None = None
-    ceiling: Table | None = None
-
-    def ece_table(self) -> Table:
-        rows = [
-            {"VARIANT": v, "TH": th, "ECE": r.ece}
-            for v, by_th in self.calibration.items()
-            for th, r in by_th.items()
-        ]
-        rows += [
-            {"VARIANT": f"{v} vote fraction", "TH": 0, "ECE": r.ece} for v, r in self.vote_fraction.items()
-        ]
-        return Table(rows=rows)
-
-
-def evaluate_run(
-    run: str | os.PathLike[str],
-    *,
-    dataset: str | os.PathLike[str] | None = None,
-    out: str | os.PathLike[str] | None = None,
-    full_resolution: bool = True,
-    tta: bool = False,
-    ceiling: bool = True,
-    n_boot: int = 1000,
-    batch_size: int = 32,
-    device: str = "auto",
-    predictor: Predictor | None = None,
-    show_progress: bool = True,
-) -> Evaluation:
-    """Score every threshold of ``run`` on the test split of its dataset (or ``dataset``).
-
-    Metrics are computed on the training grid and, with ``full_resolution``, again on each
-    galaxy's original vote map with the probabilities upsampled to it (so numbers compare with
-    the paper's whatever size the net ran at). ``tta`` adds the test-time-augmented predictions
-    as a second variant; ``ceiling`` scores volunteers and model against leave-one-out consensus
-    from the raw outlines (full resolution). Writes catalogues and tables under ``out``.
-    """
-    predictor = predictor or load(run, device=device)
-    data = open_dataset(dataset or predictor.config["dataset"])
-    if data.size != predictor.size:
-        raise GalsegError(
-            f"{data.folder}: prepared at {data.size} px, the run was trained at {predictor.size} px"
-        )
-    rows = data.indices("test")
-    if not len(rows):
-        raise GalsegError(f"{data.folder}: the test split is empty")
-    images, votes = data.array("images"), data.array("spiral")
-    catalogue = data.catalogue[rows]
-    mangaids = np.asarray(catalogue["MANGAID"])
-    source_dir = Path(data.manifest.get("source_dir", ""))
-    originals = full_resolution or ceiling
-    if originals and not (source_dir / catalogue["SOURCE_FILE"][0]).is_file():
-        full_resolution = ceiling = False  # the original files are not here
-    thresholds = predictor.thresholds
-    variants = {"plain": "train_size", **({"tta": "train_size+tta"} if tta else {})}
-    counts = {(grid, th): [] for grid in (*variants.values(), "full") for th in thresholds}
-    calibration = {v: {th: Reliability() for th in thresholds} for v in variants}
-    all_six = tuple(thresholds) == tuple(THRESHOLDS)
-    vote_fraction = {v: Reliability() for v in variants} if all_six else {}
-    ceiling_rows: list[Table] = []
-    example = int(np.argmax(np.asarray(catalogue["ARM_FRACTION_TH3"])))
-    example_p = None
-    chunk = 64
-    for start in progress(range(0, len(rows), chunk), label="evaluate", enabled=show_progress):
-        idx = rows[start : start + chunk]
-        small = np.asarray(images[idx])
-        v = np.asarray(votes[idx])
-        predictions = {"plain": predictor.probabilities(small, batch_size=batch_size)}
-        if tta:
-            predictions["tta"] = predictor.tta_probabilities(small, batch_size=batch_size)[0]
-        for variant, p in predictions.items():
-            for k, th in enumerate(thresholds):
-                counts[variants[variant], th].append(confusion(v >= th, p[:, k] > 0.5))
-                calibration[variant][th].add(p[:, k], v >= th)
-            if all_six:
-                vote_fraction[variant].add(p.sum(axis=1) / 6, np.minimum(v, 6) / 6)
-        p = predictions["plain"]
-        if start <= example < start + chunk:
-            example_p = p[example - start]
-        if not (full_resolution or ceiling):
-            continue
-        for j, row in enumerate(catalogue[start : start + chunk]):
-            galaxy = None
-            drawn = row["MAX_VOTES"] > 0 if "MAX_VOTES" in catalogue.colnames else True
-            if ceiling and drawn:
-                galaxy = read_gz3d(source_dir / row["SOURCE_FILE"])
-            elif full_resolution:
-                galaxy = read_gz3d(source_dir / row["SOURCE_FILE"], outlines=False)
-            shape = galaxy.spiral_votes.shape if galaxy is not None else None
-            p_full = upsample(p[j], shape) if shape else None
-            if full_resolution:
-                for k, th in enumerate(thresholds):
-                    counts["full", th].append(
-                        confusion((galaxy.spiral_votes >= th)[None], (p_full[k] > 0.5)[None])
-                    )
-            if ceiling:
-                ceiling_rows.append(_ceiling_rows(row, galaxy, p_full, p[j], thresholds))
-    tables = [
-        per_galaxy_table(mangaids, th, grid, np.concatenate(c)) for (grid, th), c in counts.items() if c
-    ]
-    per_galaxy = vstack(tables)
-    ceiling_per = vstack(ceiling_rows) if ceiling_rows else None
-    evaluation = Evaluation(
-        per_galaxy=per_galaxy,
-        table1=table1(per_galaxy),
-        detection=detection(per_galaxy),
-        thresholds=thresholds,
-        example_image=np.asarray(images[rows[example]]),
-        example_votes=np.asarray(votes[rows[example]]),
-        example_probabilities=example_p,
-        example_mangaid=str(mangaids[example]),
-        calibration=calibration,
-        vote_fraction=vote_fraction,
-        intervals=table1_intervals(per_galaxy, n_boot=n_boot),
-        ceiling_per_galaxy=ceiling_per,
-        ceiling=ceiling_table1(ceiling_per) if ceiling_per is not None else None,
-    )
-    if out is not None:
-        write_evaluation(evaluation, out, run=str(run))
-    return evaluation
-
-
-def _ceiling_rows(
-    row, galaxy, p_full: np.ndarray | None, p_small: np.ndarray, thresholds: tuple[int, ...]
-) -> Table:
-    """Ceiling rows of one galaxy; one nobody drew on needs no outlines: every comparison is empty."""
-    if galaxy is not None and galaxy.spiral_paths is not None:
-        volunteer, model = ceiling_counts(galaxy, p_full, thresholds)
-        return ceiling_per_galaxy(str(row["MANGAID"]), thresholds, volunteer, model)
-    n = int(row["N_CLASSIFICATIONS"])
-    pixels = p_small[0].size
-    volunteer = np.zeros((len(thresholds), n, 4), dtype=np.int64)
-    volunteer[..., 3] = pixels
-    model = volunteer.copy()
-    for k in range(len(thresholds)):
-        marked = int((p_small[k] > 0.5).sum())  # the model's mask, as counts on its own grid
-        model[k, :, 1], model[k, :, 3] = marked, pixels - marked
-    return ceiling_per_galaxy(str(row["MANGAID"]), thresholds, volunteer, model)
-
-
-def write_evaluation(evaluation: Evaluation, out: str | os.PathLike[str], *, run: str) -> None:
-    """Catalogues and tables (ECSV), Table 1 and the ceiling table (Markdown), each written whole."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    bins = Table(
-        rows=[
-            {
-                "VARIANT": v,
-                "TH": th,
-                "BIN": b,
-                "CONFIDENCE": r.confidence[b],
-                "FREQUENCY": r.frequency[b],
-                "PIXELS": int(r.count[b]),
-            }
-            for v, by_th in evaluation.calibration.items()
-            for th, r in by_th.items()
-            for b in range(r.bins)
-        ]
-    )
-    tables = {
-        "per_galaxy": evaluation.per_galaxy,
-        "table1": evaluation.table1,
-        "detection": evaluation.detection,
-        "table1_intervals": evaluation.intervals,
-        "calibration_bins": bins,
-        "ece": evaluation.ece_table(),
-    }
-    if evaluation.ceiling is not None:
-        tables["ceiling_per_galaxy"] = evaluation.ceiling_per_galaxy
-        tables["ceiling_table1"] = evaluation.ceiling
-    for name, table in tables.items():
-        table.meta.update({"galseg_version": __version__, "run": run})
-        tmp = out / f".{name}.ecsv.part"
-        table.write(tmp, format="ascii.ecsv", overwrite=True)
-        os.replace(tmp, out / f"{name}.ecsv")
-    (out / "table1.md").write_text(table1_markdown(evaluation.table1, evaluation.intervals))
-    if evaluation.ceiling is not None:
-        (out / "ceiling.md").write_text(ceiling_markdown(evaluation.ceiling))
-
-
-def ceiling_markdown(table: Table) -> str:
-    """The volunteers' Table 1 beside the model's, against the same leave-one-out consensus."""
-    lines = [
-        "| who | th | galaxies | both mark arms | both mark none | accuracy | precision | Jaccard |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |",
-    ]
-    for r in sorted(table, key=lambda r: (r["TH"], r["WHO"] != "volunteer")):
-        cells = " | ".join(_fmt(r[f"{m.upper()}_MEAN"], r[f"{m.upper()}_STD"]) for m in TABLE1_METRICS)
-        lines.append(
-            f"| {r['WHO']} | {r['TH']} | {r['N_GALAXIES']} | {r['N_BOTH_ARMS']} | "
-            f"{100 * r['SHARE_BOTH_NONE']:.0f}% | {cells} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 # ----------------------------------------------------------------------------- calibration
 
 
@@ -487,86 +274,100 @@ def table1_intervals(per_galaxy: Table, *, n_boot: int = 1000, seed: int = 0) ->
     return table
 
 
-# ----------------------------------------------------------------------------- volunteer ceiling
+# ----------------------------------------------------------------------------- human reference
 
 
-def volunteer_masks(galaxy) -> list[np.ndarray]:
-    """Each volunteer's own mask (pixels inside any of their outlines), on the image grid."""
-    shape = galaxy.spiral_votes.shape
-    return [rasterise_outlines(paths, shape) > 0 for paths in galaxy.spiral_outlines()]
+def panel_threshold(threshold: int, panel_size: int, n_volunteers: int) -> int:
+    """The threshold for a panel of ``panel_size`` of ``n_volunteers`` that asks the same share of
+    people as ``threshold`` asks of all: round(threshold * panel_size / n_volunteers), at least 1."""
+    return max(1, int(np.floor(threshold * panel_size / max(n_volunteers, 1) + 0.5)))
 
 
-def ceiling_counts(
-    galaxy, probabilities: np.ndarray, thresholds: tuple[int, ...]
+def panel_jaccards(
+    drawings: np.ndarray,
+    model_masks: np.ndarray,
+    thresholds: tuple[int, ...],
+    *,
+    n_splits: int = 10,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Leave-one-volunteer-out scores of the volunteers and of the model, per threshold.
+    """Two disjoint panels of volunteers, against each other and against the model.
 
-    For each volunteer v: the consensus of the others is (votes - v's outline count) >= th;
-    v's mask and the model's mask are both scored against that same consensus. Returns
-    (volunteer counts, model counts), each (T, V, 4) TP, FP, FN, TN.
+    For each random split of the V volunteers into panels A (V // 2) and B (the rest), panel B's
+    consensus (outline counts >= the threshold scaled to B's size) is the reference; panel A's
+    consensus (scaled likewise) and the model's mask at the full-panel threshold are both scored
+    against it, so human and model are compared on the same galaxy, split and reference.
+
+    Parameters
+    ----------
+    drawings : (V, H, W) outline counts of each volunteer.
+    model_masks : (T, H, W) bool, the model's masks at ``thresholds``.
+
+    Returns
+    -------
+    (human, model) Jaccard, each (T, n_splits); NaN where panel B marks no arm (an empty
+    panel-A or model mask scores 0 there).
     """
-    drawings = [rasterise_outlines(paths, galaxy.spiral_votes.shape) for paths in galaxy.spiral_outlines()]
-    votes = galaxy.spiral_votes
-    volunteer = np.zeros((len(thresholds), len(drawings), 4), dtype=np.int64)
-    model = np.zeros_like(volunteer)
-    if not drawings:
-        return volunteer, model
-    own = np.stack([d > 0 for d in drawings])
-    for k, th in enumerate(thresholds):
-        others = np.stack([(votes - d) >= th for d in drawings])
-        volunteer[k] = confusion(others, own)
-        model[k] = confusion(others, np.broadcast_to(probabilities[k] > 0.5, others.shape))
-    return volunteer, model
-
-
-def ceiling_per_galaxy(
-    mangaid: str, thresholds: tuple[int, ...], volunteer: np.ndarray, model: np.ndarray
-) -> Table:
-    """One row per (who, threshold) for one galaxy, from its leave-one-out comparisons.
-
-    Each volunteer v gives one comparison: truth = the other volunteers' consensus, prediction =
-    v's own mask (who = volunteer) or the model's mask (who = model). As in Table 1, metrics count
-    only comparisons where both mark arms; the galaxy's value is their mean, N_BOTH how many there
-    were, and SHARE_BOTH_NONE the share of comparisons where neither marks arms.
-    """
-    rows = []
-    for who, counts in (("volunteer", volunteer), ("model", model)):
+    n = len(drawings)
+    human = np.full((len(thresholds), n_splits), np.nan)
+    model = np.full_like(human, np.nan)
+    if n < 2:
+        return human, model
+    rng = np.random.default_rng(seed)
+    for split in range(n_splits):
+        order = rng.permutation(n)
+        a, b = order[: n // 2], order[n // 2 :]
+        votes_a, votes_b = drawings[a].sum(axis=0), drawings[b].sum(axis=0)
         for k, th in enumerate(thresholds):
-            c = counts[k]
-            truth_any, pred_any = (c[:, 0] + c[:, 2]) > 0, (c[:, 0] + c[:, 1]) > 0
-            both = truth_any & pred_any
-            values = scores(c)
-            rows.append(
-                {
-                    "MANGAID": mangaid,
-                    "WHO": who,
-                    "TH": int(th),
-                    "N_VOLUNTEERS": len(c),
-                    "N_BOTH": int(both.sum()),
-                    "SHARE_BOTH_NONE": float(np.mean(~truth_any & ~pred_any)) if len(c) else np.nan,
-                    **{m.upper(): float(np.mean(values[m][both])) if both.any() else np.nan for m in METRICS},
-                }
-            )
-    return Table(rows=rows)
+            reference = votes_b >= panel_threshold(th, len(b), n)
+            if not reference.any():
+                continue
+            guesses = np.stack([votes_a >= panel_threshold(th, len(a), n), model_masks[k]])
+            jaccard = scores(confusion(np.broadcast_to(reference, guesses.shape), guesses))["jaccard"]
+            human[k, split], model[k, split] = jaccard
+    return human, model
 
 
-def ceiling_table1(per_galaxy: Table) -> Table:
-    """Table 1 of the volunteers and of the model against the same leave-one-out consensus."""
+def human_reference_table(per_galaxy: Table, *, n_boot: int = 1000, seed: int = 0) -> Table:
+    """Per threshold: mean Jaccard of panel A and of the model against panel B over the same
+    galaxies (those where panel B marks arms in some split), their ratio model / human with a 95%
+    bootstrap interval over galaxies, and which is higher.
+
+    ``per_galaxy`` has one row per (galaxy, threshold): MANGAID, TH, HUMAN_JACCARD, MODEL_JACCARD
+    (each the mean over that galaxy's splits)."""
     rows = []
-    for who in ("volunteer", "model"):
-        for th in sorted(set(per_galaxy["TH"])):
-            t = per_galaxy[(per_galaxy["WHO"] == who) & (per_galaxy["TH"] == th)]
-            sel = t[t["N_BOTH"] > 0]
-            row = {
-                "WHO": who,
-                "TH": int(th),
-                "N_GALAXIES": len(t),
-                "N_BOTH_ARMS": len(sel),
-                "SHARE_BOTH_NONE": float(np.nanmean(t["SHARE_BOTH_NONE"])) if len(t) else np.nan,
-            }
-            for name in TABLE1_METRICS:
-                values = np.asarray(sel[name.upper()], float)
-                row[f"{name.upper()}_MEAN"] = float(values.mean()) if values.size else np.nan
-                row[f"{name.upper()}_STD"] = float(values.std(ddof=1)) if values.size > 1 else np.nan
-            rows.append(row)
+    for th in sorted(set(per_galaxy["TH"])):
+        t = per_galaxy[per_galaxy["TH"] == th]
+        human, model = np.asarray(t["HUMAN_JACCARD"], float), np.asarray(t["MODEL_JACCARD"], float)
+        both = np.isfinite(human) & np.isfinite(model)
+        human, model = human[both], model[both]
+        row = {"TH": int(th), "N_GALAXIES": int(both.sum())}
+        row["HUMAN_JACCARD"] = float(human.mean()) if human.size else np.nan
+        row["MODEL_JACCARD"] = float(model.mean()) if model.size else np.nan
+        row["RATIO"] = row["MODEL_JACCARD"] / row["HUMAN_JACCARD"] if row["HUMAN_JACCARD"] > 0 else np.nan
+        if human.size:
+            w = bootstrap_weights(human.size, n_boot=n_boot, seed=seed)
+            row["RATIO_CI"] = _interval(_ratio(w @ model, w @ human))
+        else:
+            row["RATIO_CI"] = (np.nan, np.nan)
+        ratio = row["RATIO"]
+        higher = "model" if ratio > 1 else "volunteers" if ratio < 1 else "tie"
+        row["HIGHER"] = higher if human.size else ""
+        rows.append(row)
     return Table(rows=rows)
+
+
+def human_reference_markdown(table: Table) -> str:
+    """The panel-vs-panel Jaccard beside the model's, per threshold, and which is higher."""
+    lines = [
+        "| th | galaxies | volunteers (panel A vs B) | model vs panel B | model / volunteers [95%] "
+        "| higher |",
+        "| ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in table:
+        lo, hi = r["RATIO_CI"]
+        lines.append(
+            f"| {r['TH']} | {r['N_GALAXIES']} | {r['HUMAN_JACCARD']:.3f} | {r['MODEL_JACCARD']:.3f} | "
+            f"{r['RATIO']:.2f} [{lo:.2f}, {hi:.2f}] | {r['HIGHER']} |"
+        )
+    return "\n".join(lines) + "\n"

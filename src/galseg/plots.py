@@ -94,12 +94,14 @@ def figure_3_after_each_epoch(preset: str):
 def training_curves(
     history: Sequence[dict], path: str | os.PathLike[str], *, title: str = "", best_epoch: int | None = None
 ) -> Path:
-    """The paper's Figure 3: loss and pixel accuracy against epoch, train and test."""
+    """The paper's Figure 3: loss and pixel accuracy against epoch, on the training split and on
+    the split that chooses the epoch (validation, or test as the paper did)."""
     epochs = [h["epoch"] for h in history]
+    watched = {"val": "validation"}.get(history[-1].get("eval_split", "val"), history[-1].get("eval_split"))
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "pixel accuracy")):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", ms=3, label="train")
-        ax.plot(epochs, [h[f"test_{key}"] for h in history], "s-", ms=3, label="test")
+        ax.plot(epochs, [h[f"eval_{key}"] for h in history], "s-", ms=3, label=watched)
         if best_epoch:
             ax.axvline(best_epoch, color="0.6", ls="--", lw=1, label=f"best epoch {best_epoch}")
         ax.set_xlabel("epoch")

@@ -1,194 +1,81 @@
-"""Inference: a trained run as one object that maps images to P(votes >= th) at each threshold.
+"""Prediction, the survey path: image files in, arm masks and one catalogue out.
 
-A run trained with one network per threshold and a run with one ordinal network answer the
-same calls, so evaluation, prediction and the demo do not care which head made them.
+Every input gets ``masks/NAME-HASH.fits.gz`` (masks, probabilities, statistics and arms on the
+input's own grid, with its WCS) and rows in the catalogue. NAME is the file's stem made safe,
+HASH a digest of the input's absolute path, so two inputs never share an output. Each mask
+file records the run, the input and its size and time stamp; a rerun reuses a mask only when
+all of them still match, so resuming never mixes in another run's or another file's results.
+One unreadable or odd input becomes an error row, never the end of the run.
 """
 
 from __future__ import annotations
 
-import gzip
+import hashlib
 import io
 import os
 import warnings
-import zlib
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.image as mpimg
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from astropy.io import fits
 from astropy.table import Table, vstack
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
+from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
 
 from galseg import GalsegError, __version__
 from galseg.arms import Arm, ArmSummary, DiscGeometry, disc_geometry, measure_arms
-from galseg.dataset import DIHEDRAL, dihedral, resize_image, undo_dihedral
-from galseg.gz3d import N_HDUS, atomic_write_bytes, read_gz3d, wcs_header
-from galseg.progress import Progress
-from galseg.train import load_checkpoint, read_run, resolve_device
-from galseg.unet import UNet, probabilities
-
-
-@dataclass
-class Predictor:
-    """The networks of one run, ready for inference.
-
-    Attributes
-    ----------
-    thresholds : the vote thresholds predicted, in order (the T axis of every output).
-    size : the side, in pixels, that the networks were trained at.
-    """
-
-    run: Path
-    units: list[tuple[UNet, tuple[int, ...]]]
-    thresholds: tuple[int, ...]
-    size: int
-    head: str
-    device: torch.device
-    config: dict
-
-    @torch.inference_mode()
-    def probabilities(
-        self, images: np.ndarray | torch.Tensor, *, batch_size: int = 16, tta: bool = False
-    ) -> np.ndarray:
-        """P(votes >= th) per pixel for (N, S, S, 3) uint8 images at the run's size.
-
-        Returns float32 (N, T, S, S), T = len(self.thresholds). With ``tta``, the mean over the
-        eight flips and quarter turns (see :meth:`tta_probabilities`).
-        """
-        return (
-            self.tta_probabilities(images, batch_size=batch_size)[0]
-            if tta
-            else self._run(images, batch_size, [(0, False)])[0]
-        )
-
-    @torch.inference_mode()
-    def tta_probabilities(
-        self, images: np.ndarray | torch.Tensor, *, batch_size: int = 16
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Test-time augmentation: each image seen in the eight orientations of the square, each
-        answer turned back, then (mean, standard deviation) across the eight, both (N, T, S, S).
-        Galaxies have no preferred orientation, so the spread measures the network's doubt."""
-        return self._run(images, batch_size, list(DIHEDRAL))
-
-    def _run(
-        self, images, batch_size: int, transforms: list[tuple[int, bool]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        images = torch.as_tensor(np.asarray(images))
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise GalsegError(f"expected images of shape (N, H, W, 3), got {tuple(images.shape)}")
-        shape = (images.shape[0], len(self.thresholds), *images.shape[1:3])
-        mean, spread = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size].to(self.device, non_blocking=True)
-            x = batch.permute(0, 3, 1, 2).float().div_(255.0)
-            views = torch.stack(
-                [undo_dihedral(self._forward(dihedral(x, k, flip)), k, flip) for k, flip in transforms]
-            )
-            mean[start : start + len(batch)] = views.mean(0).cpu().numpy()
-            if len(transforms) > 1:
-                spread[start : start + len(batch)] = views.std(0, correction=0).cpu().numpy()
-        return mean, spread
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, T, S, S) probabilities for a (n, 3, S, S) float batch."""
-        cuda = self.device.type == "cuda"
-        # channels_last: +29% inference on CPU, tensor-core layout on GPU (benchmarks/bench_model.py)
-        x = x.contiguous(memory_format=torch.channels_last)
-        out = torch.empty(x.shape[0], len(self.thresholds), *x.shape[2:], device=x.device)
-        for model, unit_thresholds in self.units:
-            with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
-                logits = model(x)
-            p = probabilities(logits, model.args.head)
-            p = p.unsqueeze(1) if p.ndim == 3 else p
-            for k, th in enumerate(unit_thresholds):
-                if th in self.thresholds:
-                    out[:, self.thresholds.index(th)] = p[:, k]
-        return out
-
-    def select(self, thresholds: Sequence[int]) -> Predictor:
-        """The same run restricted to some thresholds (networks not needed are dropped)."""
-        missing = sorted(set(thresholds) - set(self.thresholds))
-        if missing:
-            raise GalsegError(
-                f"{self.run}: has no network for threshold(s) {missing}; it has {self.thresholds}"
-            )
-        keep = tuple(t for t in self.thresholds if t in thresholds)
-        units = [(m, ths) for m, ths in self.units if set(ths) & set(keep)]
-        return replace(self, units=units, thresholds=keep)
-
-    def predict_image(self, image: np.ndarray) -> np.ndarray:
-        """P(votes >= th) for one (H, W, 3) uint8 image of any size, on its own pixel grid.
-
-        The image is area-averaged to the run's size, predicted, and the probabilities are
-        brought back to (T, H, W) by bilinear interpolation.
-        """
-        small = resize_image(image, self.size)[None]
-        p = self.probabilities(small)[0]
-        return upsample(p, image.shape[:2])
-
-    def masks(self, image: np.ndarray) -> dict[int, np.ndarray]:
-        """{threshold: (H, W) bool arm mask} for one image: the notebook entry point."""
-        p = self.predict_image(image)
-        return {th: p[k] > 0.5 for k, th in enumerate(self.thresholds)}
-
-
-def upsample(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(T, S, S) or (N, T, S, S) probability maps to (..., H, W) by bilinear interpolation."""
-    t = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32))
-    squeeze = t.ndim == 3
-    if squeeze:
-        t = t[None]
-    if tuple(t.shape[-2:]) != tuple(shape):
-        t = F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)
-    t = t.clamp_(0.0, 1.0)
-    return (t[0] if squeeze else t).numpy()
-
-
-def load(
-    run: str | os.PathLike[str], *, device: str | torch.device = "auto", checkpoint: str = "best"
-) -> Predictor:
-    """Load every network of a run (the best epoch by default) for inference."""
-    run = Path(run)
-    record = read_run(run)
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    units = []
-    thresholds: list[int] = []
-    size = int(record["dataset_manifest"]["size"])
-    for name, unit_thresholds in record["units"].items():
-        model, _ = load_checkpoint(run / name / f"{checkpoint}.pt", dev)
-        model = model.to(memory_format=torch.channels_last)
-        units.append((model, tuple(unit_thresholds)))
-        thresholds.extend(unit_thresholds)
-    return Predictor(
-        run=run,
-        units=units,
-        thresholds=tuple(thresholds),
-        size=size,
-        head=record["config"]["head"],
-        device=dev,
-        config=record["config"],
-    )
-
+from galseg.dataset import resize_image
+from galseg.gz3d import N_HDUS, read_gz3d, wcs_header
+from galseg.inference import Predictor, upsample
+from galseg.io import (
+    atomic_path,
+    atomic_write_bytes,
+    check_pixels,
+    die_with_parent,
+    gzip_bytes,
+    progress,
+    read_bytes,
+)
 
 # ----------------------------------------------------------------------------- inputs
 
-IMAGE_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fts", ".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".fits.gz", ".fits", ".fit", ".fts", ".png", ".jpg", ".jpeg")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
+MIN_SIDE_PX = 8
+"""Smaller images hold no structure a network could mark (it resizes them up, blurring)."""
 
 
 def _is_image(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def printable(text: str) -> str:
+    """``text`` as printable ASCII (FITS cards and every catalogue format take it): other
+    characters, newlines and undecodable bytes of file names become backslash escapes."""
+    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
+
+
 def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Files, folders (searched recursively) and text files listing paths, in a stable order."""
+    """Files, folders (searched recursively) and text files listing paths, in a stable order.
+
+    A list file is read as the file system's bytes (any encoding, one path per line, ``#``
+    comments); relative paths are relative to the list. The same file given twice is kept once.
+    """
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -198,14 +85,27 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
                 )
             )
         elif item.name.lower().endswith(LIST_SUFFIXES) and item.is_file():
-            for line in item.read_text().splitlines():
+            try:
+                lines = item.read_bytes().splitlines()
+            except OSError as exc:
+                raise GalsegError(f"{item}: cannot read the list ({exc.strerror})") from exc
+            for line in lines:
                 line = line.strip()
-                if line and not line.startswith("#"):
-                    path = Path(line)
+                if line and not line.startswith(b"#"):
+                    path = Path(os.fsdecode(line))
                     found.append(path if path.is_absolute() else item.parent / path)
         else:
             found.append(item)  # missing or unreadable files get an error row later
-    return found
+    unique = dict.fromkeys(found)  # paths as given, in order; equal paths once
+    return list(unique)
+
+
+def output_name(path: Path) -> str:
+    """``STEM-HASH``: the stem made safe and short, and 8 hex digits of the absolute path, so two
+    inputs never map to one output (``x.png`` and ``x_2.png``, ``a/x.png`` and ``b/x.png``)."""
+    stem = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in _stem(path))
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:8]
+    return f"{stem.strip('._')[:48] or 'image'}-{digest}"
 
 
 @dataclass
@@ -216,12 +116,13 @@ class InputImage:
     image: np.ndarray  # (H, W, 3) uint8
     wcs: WCS | None
     source: str
+    warning: str = ""
 
 
 def _stretch_to_uint8(data: np.ndarray) -> np.ndarray:
     """Scale a float image (one or more bands) to 0..255: asinh between the sky and the 99.9th
     percentile, as survey colour cutouts are made."""
-    data = np.nan_to_num(np.asarray(data, dtype=np.float32))
+    data = np.nan_to_num(np.asarray(data, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     sky = np.median(data)
     noise = 1.4826 * np.median(np.abs(data - sky)) or 1.0
     top = max(np.percentile(data, 99.9) - sky, 10 * noise)
@@ -229,16 +130,17 @@ def _stretch_to_uint8(data: np.ndarray) -> np.ndarray:
     return np.clip(255 * np.arcsinh(x) / np.arcsinh(top / noise), 0, 255).astype(np.uint8)
 
 
-def _read_fits_image(path: Path, raw: bytes) -> tuple[np.ndarray, WCS | None]:
-    with fits.open(io.BytesIO(raw), memmap=False) as hdul:
-        hdu = next((h for h in hdul if h.is_image and h.data is not None and h.data.ndim in (2, 3)), None)
-        if hdu is None:
-            raise GalsegError(f"{path}: no 2-D image or 3-plane cube in any HDU")
-        data = np.asarray(hdu.data)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FITSFixedWarning)
-            wcs = WCS(hdu.header, naxis=2)
-        wcs = wcs if wcs.has_celestial else None
+def _read_fits_image(path: Path, hdul: fits.HDUList) -> tuple[np.ndarray, WCS | None]:
+    hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) in (2, 3)), None)
+    if hdu is None:
+        raise GalsegError(f"{path}: no 2-D image or 3-plane cube in any HDU")
+    shape = hdu.shape  # from the header, before any data is decoded
+    check_pixels(shape[:2] if len(shape) == 3 and shape[-1] == 3 else shape[-2:], name=str(path))
+    data = np.asarray(hdu.data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(hdu.header, naxis=2)
+    wcs = wcs if wcs.has_celestial else None
     if data.ndim == 3:
         if data.shape[-1] == 3:  # rows, columns, RGB (as GZ:3D's HDU 0)
             planes = data
@@ -255,42 +157,51 @@ def _read_fits_image(path: Path, raw: bytes) -> tuple[np.ndarray, WCS | None]:
     return image, wcs
 
 
+def _read_picture(path: Path) -> np.ndarray:
+    """A PNG or JPEG as (H, W, 3) uint8; the size is checked from the header before decoding."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as picture:
+                check_pixels((picture.height, picture.width), name=str(path))
+                if picture.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float grey
+                    return _stretch_to_uint8(np.repeat(np.asarray(picture)[..., None], 3, axis=2))
+                return np.asarray(picture.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise GalsegError(f"{path}: not a readable image ({_short(exc)})") from exc
+
+
 def read_input(path: Path) -> InputImage:
-    """Read a GZ:3D file, a plain FITS image or cube, or a PNG/JPEG cutout as 8-bit RGB."""
-    name = path.name
-    for suffix in (".fits.gz", *IMAGE_SUFFIXES):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    if not path.is_file():
-        raise GalsegError(f"{path}: no such file")
-    lower = path.name.lower()
-    if lower.endswith((".png", ".jpg", ".jpeg")):
+    """Read a GZ:3D file, a plain FITS image or cube, or a PNG/JPEG cutout as 8-bit RGB.
+
+    Every read is bounded (:mod:`galseg.io`): file size, inflated size and pixel count.
+    """
+    name = _stem(path)
+    if path.name.lower().endswith((".png", ".jpg", ".jpeg")):
+        image, wcs = _read_picture(path), None
+    else:
+        raw = read_bytes(path)
         try:
-            pixels = mpimg.imread(path)
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise GalsegError(f"{path}: not a readable image ({exc})") from exc
-        if pixels.dtype != np.uint8:
-            pixels = np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)
-        if pixels.ndim == 2:
-            pixels = np.repeat(pixels[..., None], 3, axis=2)
-        return InputImage(name, np.ascontiguousarray(pixels[..., :3]), None, str(path))
-    raw = path.read_bytes()
-    try:
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        with fits.open(io.BytesIO(raw), memmap=False) as hdul:
-            is_gz3d = len(hdul) == N_HDUS and hdul[0].data is not None and hdul[0].data.ndim == 3
-    except (OSError, EOFError, ValueError, zlib.error) as exc:
-        raise GalsegError(f"{path}: not a readable FITS file ({_short(exc)})") from exc
-    if is_gz3d:
-        galaxy = read_gz3d(path, outlines=False)
-        return InputImage(galaxy.mangaid, galaxy.image, galaxy.wcs, str(path))
-    try:
-        image, wcs = _read_fits_image(path, raw)
-    except (OSError, EOFError, ValueError, zlib.error) as exc:
-        raise GalsegError(f"{path}: not a readable FITS image ({_short(exc)})") from exc
-    return InputImage(name, image, wcs, str(path))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with fits.open(io.BytesIO(raw), memmap=False) as hdul:
+                    is_gz3d = len(hdul) == N_HDUS and hdul[0].header.get("NAXIS", 0) == 3
+                    if not is_gz3d:
+                        image, wcs = _read_fits_image(path, hdul)
+        except GalsegError:
+            raise
+        except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
+            raise GalsegError(f"{path}: not a readable FITS image ({_short(exc)})") from exc
+        if is_gz3d:
+            galaxy = read_gz3d(path, outlines=False, raw=raw)
+            name, image, wcs = galaxy.mangaid, galaxy.image, galaxy.wcs
+    if min(image.shape[:2]) < MIN_SIDE_PX:
+        raise GalsegError(
+            f"{path}: {image.shape[1]} x {image.shape[0]} pixels is too small "
+            f"(galseg needs at least {MIN_SIDE_PX} x {MIN_SIDE_PX})"
+        )
+    warning = "the image is constant: nothing to find" if image.min() == image.max() else ""
+    return InputImage(printable(name), np.ascontiguousarray(image), wcs, str(path), warning)
 
 
 def _short(exc: BaseException) -> str:
@@ -298,13 +209,11 @@ def _short(exc: BaseException) -> str:
 
 
 def footprint(image: np.ndarray) -> np.ndarray:
-    """Pixels belonging to the galaxy (and anything as bright): smoothed luminance above the sky
-    by 3 robust sigmas. The denominator of the arm fraction 'of the galaxy'."""
+    """Pixels belonging to the galaxy (and anything as bright): 5x5-smoothed luminance above the
+    sky by 3 robust sigmas of the smoothed noise. The denominator of the arm fraction 'of the galaxy'."""
     grey = image.astype(np.float32).mean(axis=2)
-    k = 5  # a 5x5 box mean through cumulative sums: noise down 5x before thresholding
-    padded = np.pad(grey, k // 2, mode="edge")
-    c = np.cumsum(np.cumsum(np.pad(padded, ((1, 0), (1, 0))), axis=0), axis=1)
-    smooth = (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+    k = 5  # smoothing brings the noise down k times before thresholding
+    smooth = ndimage.uniform_filter(grey, size=k, mode="nearest")
     sky = np.median(grey)
     noise = 1.4826 * np.median(np.abs(grey - sky)) or 1.0
     return smooth > sky + 3 * noise / k
@@ -362,21 +271,6 @@ ARM_DTYPES = (
     "f8",
     "f8",
 )
-
-
-def output_names(paths: Sequence[Path]) -> list[str]:
-    """A unique, filesystem-safe output name per input, known before reading (for resuming)."""
-    names, seen = [], {}
-    for path in paths:
-        stem = path.name
-        for suffix in (".fits.gz", *IMAGE_SUFFIXES):
-            if stem.lower().endswith(suffix):
-                stem = stem[: -len(suffix)]
-                break
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return names
 
 
 def arm_statistics(probabilities: np.ndarray, thresholds: Sequence[int], galaxy: np.ndarray) -> Table:
@@ -503,9 +397,29 @@ class _Inputs(torch.utils.data.Dataset):
                 "error": None,
             }
         except GalsegError as exc:
-            return {"i": i, "error": str(exc)}
+            return {"i": i, "error": printable(str(exc))}
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop a survey
-            return {"i": i, "error": f"{path}: {type(exc).__name__}: {_short(exc)}"}
+            return {"i": i, "error": printable(f"{path}: {type(exc).__name__}: {_short(exc)}")}
+
+
+def _input_stamp(path: Path) -> tuple[int, int]:
+    """(bytes, modification time in ns) of an input: a changed file is predicted again."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return -1, -1
+    return int(stat.st_size), int(stat.st_mtime_ns)
+
+
+def _finished(target: Path, run_id: str, stamp: tuple[int, int]) -> bool:
+    """Whether ``target`` is this run's complete output for this very input (else redo it)."""
+    if not target.exists():
+        return False
+    try:
+        header = fits.getheader(target, 0)
+    except (OSError, ValueError, EOFError):
+        return False
+    return header.get("RUNID") == run_id and (header.get("INBYTES"), header.get("INMTIME")) == stamp
 
 
 def predict_files(
@@ -521,27 +435,31 @@ def predict_files(
     measure_arms_too: bool = True,
     show_progress: bool = True,
 ) -> Table:
-    """Predict every input into ``out``: ``masks/NAME.fits.gz`` per galaxy and one catalogue.
+    """Predict every input into ``out``: ``masks/NAME-HASH.fits.gz`` per galaxy and one catalogue.
 
-    Inputs already written are skipped (rerun to resume); unreadable ones get a row with their
-    error. Under torchrun each rank takes every world-th input and writes its own catalogue part;
-    rank 0 merges the parts in input order. Returns the merged catalogue (rank 0) or this rank's.
-    With ``tta`` the masks come from the mean over the eight orientations and an ``UNCERT`` HDU
-    holds their spread.
+    Inputs this run already wrote are skipped (rerun to resume); unreadable ones get a row with
+    their error. Under torchrun each rank takes every world-th input and writes its own catalogue
+    part; rank 0 merges the parts in input order. Returns the merged catalogue (rank 0) or this
+    rank's. With ``tta`` the masks come from the mean over the eight orientations and an
+    ``UNCERT`` HDU holds their spread.
     """
     out = Path(out)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
     suffix = "".join(Path(catalogue).suffixes[-1:]).lower()
-    if suffix not in CATALOGUE_FORMATS:
-        raise GalsegError(f"--catalogue {catalogue}: use .ecsv, .csv, .fits or .parquet")
+    if suffix not in CATALOGUE_FORMATS or Path(catalogue).name != catalogue:
+        raise GalsegError(f"--catalogue {catalogue}: a file name ending .ecsv, .csv, .fits or .parquet")
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     paths = expand_inputs(inputs)
     if not paths:
         raise GalsegError("no inputs: give image files, folders or text files listing them")
-    names = output_names(paths)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    names = [output_name(p) for p in paths]
+    stamps = [_input_stamp(p) for p in paths]
+    run_id = f"{predictor.run_id}:{'tta' if tta else 'plain'}:{','.join(map(str, predictor.thresholds))}"
+    run_id = hashlib.sha256(run_id.encode()).hexdigest()[:16]
     mine = list(range(rank, len(paths), world))
-    todo = [i for i in mine if not (out / "masks" / f"{names[i]}.fits.gz").exists()]
+    todo = [i for i in mine if not _finished(out / "masks" / f"{names[i]}.fits.gz", run_id, stamps[i])]
     errors: dict[int, str] = {}
+    warnings_: dict[int, str] = {}
     written: dict[int, tuple] = {}
     thresholds = predictor.thresholds
     loader = torch.utils.data.DataLoader(
@@ -550,9 +468,54 @@ def predict_files(
         num_workers=workers,
         collate_fn=lambda item: item,
         prefetch_factor=4 if workers else None,
+        worker_init_fn=die_with_parent if workers else None,
     )
-    bar = Progress(len(todo), label="predict", enabled=show_progress and rank == 0)
+    bar = progress(total=len(todo), desc="predict", enabled=show_progress and rank == 0)
     batch: list[dict] = []
+
+    def finish(item: dict, p: np.ndarray, spread_small: np.ndarray | None) -> None:
+        """Masks, statistics and arms of one galaxy, written whole."""
+        source = item["input"]
+        index = todo[item["i"]]
+        p_full = upsample(p, source.image.shape[:2])
+        spread = upsample(spread_small, source.image.shape[:2]) if spread_small is not None else None
+        stats = arm_statistics(p_full, thresholds, item["footprint"])
+        geometry, arms = measure_all(source, p_full, thresholds) if measure_arms_too else (None, {})
+        add_arm_summaries(stats, arms, measured=measure_arms_too)
+        provenance = {
+            "GALSEG": __version__,
+            "RUN": printable(str(predictor.run)),
+            "RUNID": run_id,
+            "NAME": source.name,
+            "SOURCE": printable(os.path.abspath(source.source)),
+            "INBYTES": stamps[index][0],
+            "INMTIME": stamps[index][1],
+        }
+        target = out / "masks" / f"{names[index]}.fits.gz"
+        buffer = io.BytesIO()
+        hdus = mask_hdus(p_full, thresholds, source.wcs, stats, provenance, spread=spread)
+        if geometry is not None:
+            hdus.append(arms_hdu(arms, geometry))
+        hdus.writeto(buffer)
+        atomic_write_bytes(target, gzip_bytes(buffer.getvalue()))
+        # kept for the catalogue, so only galaxies from an earlier run are read back
+        written[index] = (
+            source.name,
+            source.image.shape[:2],
+            stats.as_array(),  # plain structured arrays: a Table per galaxy would grow memory
+            Table(hdus["ARMS"].data).as_array() if geometry is not None else None,
+        )
+        if source.warning:
+            warnings_[index] = source.warning
+        if overlay is not None:
+            overlay(
+                source,
+                p_full,
+                thresholds,
+                out / "overlays" / f"{names[index]}.png",
+                arms=arms,
+                geometry=geometry,
+            )
 
     def flush() -> None:
         if not batch:
@@ -562,43 +525,12 @@ def predict_files(
             p_small, spread_small = predictor.tta_probabilities(small, batch_size=batch_size)
         else:
             p_small, spread_small = predictor.probabilities(small, batch_size=batch_size), None
-        for j, (item, p) in enumerate(zip(batch, p_small, strict=True)):
-            source = item["input"]
-            p_full = upsample(p, source.image.shape[:2])
-            spread = upsample(spread_small[j], source.image.shape[:2]) if tta else None
-            stats = arm_statistics(p_full, thresholds, item["footprint"])
-            geometry, arms = measure_all(source, p_full, thresholds) if measure_arms_too else (None, {})
-            add_arm_summaries(stats, arms, measured=measure_arms_too)
-            provenance = {
-                "GALSEG": __version__,
-                "RUN": str(predictor.run)[-60:],
-                "NAME": source.name,
-                "SOURCE": Path(source.source).name[-60:],
-            }
-            index = todo[item["i"]]
-            target = out / "masks" / f"{names[index]}.fits.gz"
-            buffer = io.BytesIO()
-            hdus = mask_hdus(p_full, thresholds, source.wcs, stats, provenance, spread=spread)
-            if geometry is not None:
-                hdus.append(arms_hdu(arms, geometry))
-            hdus.writeto(buffer)
-            atomic_write_bytes(target, gzip.compress(buffer.getvalue(), compresslevel=1, mtime=0))
-            # kept for the catalogue, so only galaxies from an earlier run are read back
-            written[index] = (
-                source.name,
-                source.image.shape[:2],
-                stats.as_array(),  # plain structured arrays: a Table per galaxy would grow memory
-                np.asarray(hdus["ARMS"].data) if geometry is not None else None,
-            )
-            if overlay is not None:
-                overlay(
-                    source,
-                    p_full,
-                    thresholds,
-                    out / "overlays" / f"{names[index]}.png",
-                    arms=arms,
-                    geometry=geometry,
-                )
+        for j, item in enumerate(batch):
+            try:
+                finish(item, p_small[j], spread_small[j] if spread_small is not None else None)
+            except Exception as exc:  # noqa: BLE001 - one odd galaxy must not lose the others
+                name = printable(str(paths[todo[item["i"]]]))
+                errors[todo[item["i"]]] = f"{name}: {type(exc).__name__}: {printable(_short(exc))}"
         bar.update(len(batch))
         batch.clear()
 
@@ -611,9 +543,10 @@ def predict_files(
         if len(batch) >= batch_size:
             flush()
     flush()
+    bar.close()
 
-    part, arm_part = _catalogue_rows(paths, names, mine, errors, written, out)
-    arms_name = f"arms{Path(catalogue).suffix}"
+    part, arm_part = _catalogue_rows(paths, names, mine, errors, warnings_, written, out)
+    arms_name = f"arms{suffix}"
     if world > 1:
         parts = out / "parts"
         parts.mkdir(exist_ok=True)
@@ -631,7 +564,8 @@ def predict_files(
         table.meta.update(
             {
                 "GALSEG": __version__,
-                "RUN": str(predictor.run)[-60:],
+                "RUN": printable(str(predictor.run))[-60:],
+                "RUNID": run_id,
                 "HEAD": predictor.head,
                 "THRESHS": ",".join(map(str, thresholds)),
             }
@@ -649,22 +583,22 @@ def read_catalogue(path: str | os.PathLike[str]) -> Table:
     """A prediction catalogue in any of its formats, with empty text restored (not masked)."""
     path = Path(path)
     table = Table.read(path, format=CATALOGUE_FORMATS.get(path.suffix.lower()))
-    for name in ("ERROR", "OUTPUT", "SOURCE", "NAME"):
-        if name in table.colnames and hasattr(table[name], "filled"):
-            table[name] = table[name].filled("")
+    for name in ("ERROR", "WARNING", "OUTPUT", "SOURCE", "NAME"):
+        if name in table.colnames and hasattr(table[name], "filled"):  # CSV: empty text is masked
+            column = table[name]
+            table[name] = np.where(column.mask, "", np.asarray(column.data).astype(str))
     return table
 
 
 def _write_table(table: Table, path: Path) -> None:
     fmt = CATALOGUE_FORMATS[path.suffix.lower()]
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")
     try:
-        table.write(tmp, format=fmt, overwrite=True)
+        with atomic_path(path) as tmp:
+            table.write(tmp, format=fmt, overwrite=True)
     except ImportError as exc:
         raise GalsegError(
             f"{path}: writing {fmt} needs an extra package ({exc}); use .ecsv, .csv or .fits"
         ) from exc
-    os.replace(tmp, path)
 
 
 _UNMEASURED = {
@@ -684,9 +618,19 @@ _UNMEASURED = {
 
 
 def _plain(value):
-    """A numpy or FITS scalar as a plain Python value (FITS text comes back as stripped bytes)."""
-    value = value.item() if hasattr(value, "item") else value
-    return value.decode().strip() if isinstance(value, bytes) else value
+    """A numpy scalar as a plain Python value."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _read_back(target: Path) -> tuple[str, tuple[int, int], np.ndarray, np.ndarray | None]:
+    """Name, shape, statistics and arms of a mask file an earlier run wrote, with FITS logical
+    and text columns decoded to bool and str (``Table`` does that; raw records would not)."""
+    with fits.open(target) as hdul:
+        stats = Table(hdul["STATS"].data).as_array()
+        height, width = hdul["PROB"].data.shape[1:]
+        name = str(hdul[0].header.get("NAME", ""))
+        arms = Table(hdul["ARMS"].data).as_array() if "ARMS" in hdul else None
+    return name, (height, width), stats, arms
 
 
 def _catalogue_rows(
@@ -694,6 +638,7 @@ def _catalogue_rows(
     names: Sequence[str],
     mine: Sequence[int],
     errors: dict[int, str],
+    warnings_: dict[int, str],
     written: dict[int, tuple],
     out: Path,
 ) -> tuple[Table, Table]:
@@ -702,55 +647,49 @@ def _catalogue_rows(
     rows, arm_rows = [], []
     for i in mine:
         target = out / "masks" / f"{names[i]}.fits.gz"
+        source = printable(str(paths[i]))
         if i in errors or not target.exists():
             rows.append(
                 {
                     "ORDER": i,
                     "NAME": names[i],
-                    "SOURCE": str(paths[i]),
+                    "SOURCE": source,
                     "OUTPUT": "",
                     "HEIGHT": 0,
                     "WIDTH": 0,
                     **_UNMEASURED,
+                    "WARNING": "",
                     "ERROR": errors.get(i, "not predicted"),
                 }
             )
             continue
-        if i in written:
-            name, (height, width), stats, arms = written[i]
-        else:
-            with fits.open(target) as hdul:
-                stats = np.asarray(hdul["STATS"].data)
-                height, width = hdul["PROB"].data.shape[1:]
-                name = str(hdul[0].header.get("NAME", names[i]))
-                arms = np.asarray(hdul["ARMS"].data) if "ARMS" in hdul else None
+        try:
+            name, (height, width), stats, arms = written[i] if i in written else _read_back(target)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise GalsegError(f"{target}: damaged; delete it and rerun ({_short(exc)})") from exc
         for arm in arms if arms is not None else []:
             arm_rows.append(
-                {
-                    "ORDER": i,
-                    "NAME": name,
-                    "SOURCE": str(paths[i]),
-                    **{c: _plain(arm[c]) for c in arm.dtype.names},
-                }
+                {"ORDER": i, "NAME": name, "SOURCE": source, **{c: _plain(arm[c]) for c in arm.dtype.names}}
             )
         for r in stats:
             rows.append(
                 {
                     "ORDER": i,
                     "NAME": name,
-                    "SOURCE": str(paths[i]),
+                    "SOURCE": source,
                     "OUTPUT": str(target.relative_to(out)),
                     "HEIGHT": height,
                     "WIDTH": width,
                     **{c: _plain(r[c]) for c in STAT_COLUMNS},
+                    "WARNING": warnings_.get(i, ""),
                     "ERROR": "",
                 }
             )
     arms = Table(rows=arm_rows) if arm_rows else Table(names=ARM_COLUMNS, dtype=ARM_DTYPES)
-    columns = ("ORDER", "NAME", "SOURCE", "OUTPUT", "HEIGHT", "WIDTH", *STAT_COLUMNS, "ERROR")
+    columns = ("ORDER", "NAME", "SOURCE", "OUTPUT", "HEIGHT", "WIDTH", *STAT_COLUMNS, "WARNING", "ERROR")
     if not rows:
         return Table(
             names=columns,
-            dtype=("i8", "U64", "U256", "U128", "i4", "i4", *STAT_DTYPES, "U256"),
+            dtype=("i8", "U64", "U256", "U128", "i4", "i4", *STAT_DTYPES, "U64", "U256"),
         ), arms
     return Table(rows=rows, names=columns), arms

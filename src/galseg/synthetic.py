@@ -39,6 +39,7 @@ from galseg.gz3d import (
     rasterise_outlines,
     write_gz3d,
 )
+from galseg.io import die_with_parent
 
 GZ3D_SIZE = 525
 KIND_PROBABILITIES = {"spiral": 0.26, "elliptical": 0.30, "smooth_disc": 0.26, "edge_on": 0.18}
@@ -625,7 +626,7 @@ def write_synthetic(
     if workers <= 1 or n < 16:
         yield from map(_write_one, jobs)
         return
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=die_with_parent) as pool:
         yield from pool.map(_write_one, jobs, chunksize=8)
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,12 @@ from torch.utils.data import DataLoader, Subset
 
 from galseg import THRESHOLDS, GalsegError, __version__
 from galseg.dataset import ArmDataset, open_dataset
-from galseg.gz3d import atomic_write_bytes
+from galseg.io import atomic_path, atomic_write_bytes, atomic_write_json, progress, read_json
 from galseg.unet import UNet, UNetArgs, build, count_parameters, preset_args
 
 RUN_FILE = "run.json"
+SELECTION_SPLITS = {"validation": "val", "test": "test", "train": "train"}
+"""--select-on -> the split whose loss picks best.pt ('train' only for overfitting checks)."""
 
 
 @dataclass
@@ -55,8 +58,10 @@ class TrainConfig:
     patience: int = 5
     batch_norm: bool | None = None  # None: the preset's choice
     steps_per_epoch: int | None = None  # cap per epoch (quick runs); None = the whole split
-    eval_split: str = "test"  # "train" only for overfitting checks
+    select_on: str = "validation"  # the split that chooses best.pt and stops early; "test": the paper's
+
     loader_workers: int | None = None  # None: 0 on CPU (the cores train), 4 on CUDA
+    precision: str = "auto"  # bf16 autocast (float32 master weights) on CUDA and native-bf16 CPUs
 
     def __post_init__(self) -> None:
         self.thresholds = tuple(int(t) for t in self.thresholds)
@@ -67,6 +72,23 @@ class TrainConfig:
             raise GalsegError(
                 f"--thresholds {bad or '(none)'}: choose among {THRESHOLDS[0]}-{THRESHOLDS[-1]}"
             )
+        counts = {"epochs": self.epochs, "batch-size": self.batch_size, "patience": self.patience}
+        for option, value in counts.items():
+            if int(value) < 1:
+                raise GalsegError(f"--{option} {value}: must be at least 1")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise GalsegError(f"--steps-per-epoch {self.steps_per_epoch}: must be at least 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise GalsegError(f"--lr {self.lr}: must be a finite number above 0")
+        if self.select_on not in SELECTION_SPLITS:
+            raise GalsegError(f"--select-on {self.select_on!r}: choose validation or test")
+        for thresholds in self.units().values():
+            self.model_args(thresholds)  # an unknown preset fails here, before anything is written
+
+    @property
+    def eval_split(self) -> str:
+        """The dataset split watched each epoch: 'val', or 'test' as the paper chose by eye."""
+        return SELECTION_SPLITS[self.select_on]
 
     def units(self) -> dict[str, tuple[int, ...]]:
         """Trained networks by folder name, with the thresholds each predicts."""
@@ -96,12 +118,51 @@ def parse_thresholds(text: str) -> tuple[int, ...]:
 
 # ----------------------------------------------------------------------------- devices
 
+PRECISIONS = ("auto", "float32", "bf16")
+
+
+@cache
+def native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX), from the kernel's flag list.
+
+    Without them torch emulates bf16 and autocast runs tens of times slower, so the flags decide,
+    never the vendor's name.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def choose_precision(precision: str, device: torch.device) -> str:
+    """'bf16' or 'float32' for ``device``: 'auto' takes bf16 on CUDA and on CPUs with native bf16."""
+    if precision not in PRECISIONS:
+        raise GalsegError(f"--precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16"
+    return "bf16" if device.type == "cpu" and native_bf16() else "float32"
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of ``precision`` on ``device`` (none for float32)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
 
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
     rank: int = 0
     world: int = 1
+    precision: str = "float32"
 
     @property
     def cuda(self) -> bool:
@@ -112,10 +173,9 @@ class Runtime:
         return self.rank == 0
 
     def autocast(self):
-        """bf16 autocast on CUDA (halves memory traffic, tensor cores); plain float32 on CPU."""
-        if self.cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        """bf16 autocast where the hardware runs it natively (CUDA, AMX/AVX512-BF16 CPUs): the
+        weights and the optimiser stay float32. Plain float32 elsewhere."""
+        return autocast(self.device, self.precision)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -130,7 +190,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def start_runtime(device: str) -> Runtime:
+def start_runtime(device: str, precision: str = "auto") -> Runtime:
     """Single process, or one process per device under torchrun (WORLD_SIZE set)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -142,7 +202,7 @@ def start_runtime(device: str) -> Runtime:
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rank = dist.get_rank() if dist.is_initialized() else 0
-    return Runtime(dev, rank, world)
+    return Runtime(dev, rank, world, choose_precision(precision, dev))
 
 
 def _all_sum(values: list[float], runtime: Runtime) -> list[float]:
@@ -182,9 +242,8 @@ def loss_and_correct(
 
 
 def _save(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[UNet, dict]:
@@ -193,18 +252,26 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     if not path.is_file():
         raise GalsegError(f"{path}: no such checkpoint (was the run trained?)")
     try:
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
+        # weights_only: tensors and plain values only, so a hostile file cannot run code here
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
         model = build(UNetArgs.from_dict(checkpoint["model_args"]))
         model.load_state_dict(checkpoint["model"])
-    except (RuntimeError, KeyError, EOFError, OSError) as exc:
-        raise GalsegError(f"{path}: not a readable galseg checkpoint ({exc})") from exc
+    except GalsegError as exc:
+        raise GalsegError(f"{path}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and shape errors alike mean a bad file
+        raise GalsegError(f"{path}: not a readable galseg checkpoint ({_one_line(exc)})") from exc
     return model.to(device).eval(), checkpoint
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
 def environment() -> dict:
+    """Package versions as plain strings (torch's version object would not load safely)."""
     return {
         "galseg": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
@@ -235,17 +302,28 @@ def train(
     ``on_epoch(unit_folder, unit_name, state)`` runs on rank 0 after each epoch's files are
     written (the command line draws Figure 3 there).
     """
-    runtime = start_runtime(config.device)
+    runtime = start_runtime(config.device, config.precision)
     out = Path(config.out)
     data = open_dataset(config.dataset)
+    for split in ("train", config.eval_split):
+        if len(data.indices(split)) == 0:
+            hint = (
+                " (prepared before galseg had a validation split: prepare it again)" if split == "val" else ""
+            )
+            raise GalsegError(f"{config.dataset}: the {split} split is empty{hint}")
     run_file = out / RUN_FILE
-    if run_file.exists() and not resume:
+    started = any((out / name / "last.pt").exists() for name in config.units())
+    if run_file.exists() and not resume and started:
         raise GalsegError(f"{out}: already holds a run; add --resume to continue it, or choose another --out")
     if resume:
         if not run_file.exists():
             raise GalsegError(f"{out}: no {RUN_FILE} to resume; start without --resume")
-        saved = json.loads(run_file.read_text())["config"]
-        mine = {k: v for k, v in asdict(config).items() if k not in ("epochs", "device", "loader_workers")}
+        saved = read_json(run_file, what="a galseg run record").get("config", {})
+        mine = {
+            k: v
+            for k, v in asdict(config).items()
+            if k not in ("epochs", "device", "loader_workers", "precision")
+        }
         theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in mine}
         if mine != theirs:
             differ = sorted(k for k in mine if mine[k] != theirs.get(k))
@@ -258,10 +336,13 @@ def train(
             "config": asdict(config),
             "environment": environment(),
             "world_size": runtime.world,
-            "dataset_manifest": {k: data.manifest[k] for k in ("size", "seed", "test_fraction", "counts")},
+            "dataset_manifest": {
+                k: data.manifest.get(k)
+                for k in ("size", "seed", "test_fraction", "validation_fraction", "counts")
+            },
             "units": {name: list(ths) for name, ths in config.units().items()},
         }
-        atomic_write_bytes(run_file, (json.dumps(record, indent=1) + "\n").encode())
+        atomic_write_json(run_file, record)
 
     if runtime.world > 1:
         dist.barrier()
@@ -338,8 +419,6 @@ def _train_unit(
         ArmDataset(data, split="train", threshold=None, augment=config.augment), runtime, equal=True
     )
     eval_set = _shard(ArmDataset(data, split=config.eval_split, threshold=None), runtime, equal=False)
-    if len(data.indices("train")) == 0 or len(data.indices(config.eval_split)) == 0:
-        raise GalsegError(f"{config.dataset}: the train or {config.eval_split} split is empty")
     if runtime.main:
         log(
             f"{name}: {count_parameters(model) / 1e6:.2f} M parameters, {len(data.indices('train'))} train / "
@@ -361,10 +440,11 @@ def _train_unit(
             runtime,
             optimizer,
             config.steps_per_epoch,
+            label=f"{name} epoch {epoch} train",
         )
         model.eval()  # the bare module: evaluation needs no gradient sync
         with torch.inference_mode():
-            test_loss, test_acc, _ = _run_epoch(
+            eval_loss, eval_acc, _ = _run_epoch(
                 model,
                 _loader(eval_set, config, runtime, shuffle=False, seed=0),
                 args,
@@ -372,6 +452,7 @@ def _train_unit(
                 runtime,
                 None,
                 None,
+                label=f"{name} epoch {epoch} {config.eval_split}",
             )
         seconds = time.perf_counter() - start
         state.epoch = epoch
@@ -380,15 +461,16 @@ def _train_unit(
                 "epoch": epoch,
                 "train_loss": train_loss,
                 "train_accuracy": train_acc,
-                "test_loss": test_loss,
-                "test_accuracy": test_acc,
+                "eval_loss": eval_loss,
+                "eval_accuracy": eval_acc,
+                "eval_split": config.eval_split,
                 "seconds": seconds,
                 "train_images": n_images,
             }
         )
-        improved = test_loss < state.best_loss
+        improved = eval_loss < state.best_loss
         if improved:
-            state.best_loss, state.best_epoch, state.epochs_since_best = test_loss, epoch, 0
+            state.best_loss, state.best_epoch, state.epochs_since_best = eval_loss, epoch, 0
         else:
             state.epochs_since_best += 1
         state.done = state.epoch >= config.epochs or state.epochs_since_best >= config.patience
@@ -410,8 +492,8 @@ def _train_unit(
             if on_epoch is not None:
                 on_epoch(folder, name, state)
             log(
-                f"{name} epoch {epoch}/{config.epochs}: loss {train_loss:.4f} / {test_loss:.4f}, "
-                f"accuracy {train_acc:.4f} / {test_acc:.4f} (train / {config.eval_split}), "
+                f"{name} epoch {epoch}/{config.epochs}: loss {train_loss:.4f} / {eval_loss:.4f}, "
+                f"accuracy {train_acc:.4f} / {eval_acc:.4f} (train / {config.eval_split}), "
                 f"{n_images / seconds:.1f} img/s{' *best*' if improved else ''}"
             )
         if state.done:
@@ -434,12 +516,17 @@ def _run_epoch(
     runtime: Runtime,
     optimizer: torch.optim.Optimizer | None,
     max_steps: int | None,
+    label: str = "",
 ) -> tuple[float, float, int]:
-    """One pass; returns (mean loss per image, pixel accuracy, images seen), summed over ranks."""
+    """One pass; returns (mean loss per image, pixel accuracy, images seen), summed over ranks.
+
+    Shows batches done, images/s and time left (live on a terminal, every 10 s in a log)."""
     loss_sum = correct = decisions = images = 0.0
     per_pixel = 1 if args.head == "binary" else len(args.thresholds)
+    steps = len(loader) if max_steps is None else min(len(loader), max_steps)
+    bar = progress(total=steps, desc=label, enabled=runtime.main and bool(label))
     for step, (image, votes) in enumerate(loader):
-        if max_steps is not None and step >= max_steps:
+        if step >= steps:
             break
         image = image.to(runtime.device, non_blocking=True)
         votes = votes.to(runtime.device, non_blocking=True)
@@ -457,6 +544,14 @@ def _run_epoch(
         correct += float(right)
         decisions += votes.numel() * per_pixel
         images += n
+        bar.set_postfix_str(
+            f"loss {loss_sum / images:.4f}, {images / bar.format_dict['elapsed']:.1f} img/s"
+            if bar.format_dict["elapsed"] > 0
+            else "",
+            refresh=False,
+        )
+        bar.update()
+    bar.close()
     loss_sum, correct, decisions, images = _all_sum([loss_sum, correct, decisions, images], runtime)
     return loss_sum / max(images, 1), correct / max(decisions, 1), int(images)
 
@@ -488,4 +583,13 @@ def read_run(run: str | os.PathLike[str]) -> dict:
     path = Path(run) / RUN_FILE
     if not path.is_file():
         raise GalsegError(f"{run}: not a galseg run folder ({RUN_FILE} missing; train one with galseg train)")
-    return json.loads(path.read_text())
+    record = read_json(path, what="a galseg run record")
+    try:
+        units = {str(k): [int(t) for t in v] for k, v in record["units"].items()}
+        size = int(record["dataset_manifest"]["size"])
+        head = str(record["config"]["head"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise GalsegError(f"{path}: not a complete galseg run record ({type(exc).__name__}: {exc})") from exc
+    if not units or size < 1 or head not in ("binary", "multi"):
+        raise GalsegError(f"{path}: not a complete galseg run record (no units, size or head)")
+    return record

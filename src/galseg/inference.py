@@ -1,0 +1,183 @@
+"""Inference: a trained run as one object that maps images to P(votes >= th) at each threshold.
+
+A run trained with one network per threshold and a run with one ordinal network answer the
+same calls, so evaluation, prediction and the demo do not care which head made them. The
+arithmetic precision is chosen per device (:func:`choose_precision`): bf16 autocast where the
+hardware runs it natively, float32 elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from galseg import GalsegError
+from galseg.dataset import DIHEDRAL, dihedral, resize_image, undo_dihedral
+from galseg.train import autocast, choose_precision, load_checkpoint, read_run, resolve_device
+from galseg.unet import UNet, probabilities
+
+
+@dataclass
+class Predictor:
+    """The networks of one run, ready for inference.
+
+    Attributes
+    ----------
+    thresholds : the vote thresholds predicted, in order (the T axis of every output).
+    size : the side, in pixels, that the networks were trained at.
+    """
+
+    run: Path
+    units: list[tuple[UNet, tuple[int, ...]]]
+    thresholds: tuple[int, ...]
+    size: int
+    head: str
+    device: torch.device
+    config: dict
+    precision: str = "float32"
+    run_id: str = ""
+    """Digest of the checkpoints' bytes and the precision: outputs record it, so a rerun can
+    tell its own results from another run's."""
+
+    @torch.inference_mode()
+    def probabilities(
+        self, images: np.ndarray | torch.Tensor, *, batch_size: int = 16, tta: bool = False
+    ) -> np.ndarray:
+        """P(votes >= th) per pixel for (N, S, S, 3) uint8 images at the run's size.
+
+        Returns float32 (N, T, S, S), T = len(self.thresholds). With ``tta``, the mean over the
+        eight flips and quarter turns (see :meth:`tta_probabilities`).
+        """
+        return (
+            self.tta_probabilities(images, batch_size=batch_size)[0]
+            if tta
+            else self._run(images, batch_size, [(0, False)])[0]
+        )
+
+    @torch.inference_mode()
+    def tta_probabilities(
+        self, images: np.ndarray | torch.Tensor, *, batch_size: int = 16
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Test-time augmentation: each image seen in the eight orientations of the square, each
+        answer turned back, then (mean, standard deviation) across the eight, both (N, T, S, S).
+        Galaxies have no preferred orientation, so the spread measures the network's doubt."""
+        return self._run(images, batch_size, list(DIHEDRAL))
+
+    def _run(
+        self, images, batch_size: int, transforms: list[tuple[int, bool]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        images = torch.as_tensor(np.asarray(images))
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise GalsegError(f"expected images of shape (N, H, W, 3), got {tuple(images.shape)}")
+        shape = (images.shape[0], len(self.thresholds), *images.shape[1:3])
+        mean, spread = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start : start + batch_size].to(self.device, non_blocking=True)
+            x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+            views = torch.stack(
+                [undo_dihedral(self._forward(dihedral(x, k, flip)), k, flip) for k, flip in transforms]
+            )
+            mean[start : start + len(batch)] = views.mean(0).cpu().numpy()
+            if len(transforms) > 1:
+                spread[start : start + len(batch)] = views.std(0, correction=0).cpu().numpy()
+        return mean, spread
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, T, S, S) probabilities for a (n, 3, S, S) float batch."""
+        # channels_last: +29% inference on CPU, tensor-core layout on GPU (benchmarks/bench_model.py)
+        x = x.contiguous(memory_format=torch.channels_last)
+        out = torch.empty(x.shape[0], len(self.thresholds), *x.shape[2:], device=x.device)
+        for model, unit_thresholds in self.units:
+            with autocast(self.device, self.precision):
+                logits = model(x)
+            p = probabilities(logits.float(), model.args.head)
+            p = p.unsqueeze(1) if p.ndim == 3 else p
+            for k, th in enumerate(unit_thresholds):
+                if th in self.thresholds:
+                    out[:, self.thresholds.index(th)] = p[:, k]
+        return out
+
+    def select(self, thresholds: Sequence[int]) -> Predictor:
+        """The same run restricted to some thresholds (networks not needed are dropped)."""
+        missing = sorted(set(thresholds) - set(self.thresholds))
+        if missing:
+            raise GalsegError(
+                f"{self.run}: has no network for threshold(s) {missing}; it has {self.thresholds}"
+            )
+        keep = tuple(t for t in self.thresholds if t in thresholds)
+        units = [(m, ths) for m, ths in self.units if set(ths) & set(keep)]
+        return replace(self, units=units, thresholds=keep)
+
+    def predict_image(self, image: np.ndarray) -> np.ndarray:
+        """P(votes >= th) for one (H, W, 3) uint8 image of any size, on its own pixel grid.
+
+        The image is area-averaged to the run's size, predicted, and the probabilities are
+        brought back to (T, H, W) by bilinear interpolation.
+        """
+        small = resize_image(image, self.size)[None]
+        p = self.probabilities(small)[0]
+        return upsample(p, image.shape[:2])
+
+    def masks(self, image: np.ndarray) -> dict[int, np.ndarray]:
+        """{threshold: (H, W) bool arm mask} for one image: the notebook entry point."""
+        p = self.predict_image(image)
+        return {th: p[k] > 0.5 for k, th in enumerate(self.thresholds)}
+
+
+def upsample(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(T, S, S) or (N, T, S, S) probability maps to (..., H, W) by bilinear interpolation."""
+    t = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32))
+    squeeze = t.ndim == 3
+    if squeeze:
+        t = t[None]
+    if tuple(t.shape[-2:]) != tuple(shape):
+        t = F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)
+    t = t.clamp_(0.0, 1.0)
+    return (t[0] if squeeze else t).numpy()
+
+
+def load(
+    run: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "auto",
+    checkpoint: str = "best",
+    precision: str = "auto",
+) -> Predictor:
+    """Load every network of a run (the best epoch by default) for inference.
+
+    ``precision``: 'auto' (bf16 autocast on CUDA and on CPUs with native bf16, else float32),
+    'float32' or 'bf16'.
+    """
+    run = Path(run)
+    record = read_run(run)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    units = []
+    thresholds: list[int] = []
+    size = int(record["dataset_manifest"]["size"])
+    digest = hashlib.sha256()
+    for name, unit_thresholds in record["units"].items():
+        path = run / name / f"{checkpoint}.pt"
+        model, _ = load_checkpoint(path, dev)
+        with open(path, "rb") as fh:
+            digest.update(hashlib.file_digest(fh, "sha256").digest())
+        model = model.to(memory_format=torch.channels_last)
+        units.append((model, tuple(unit_thresholds)))
+        thresholds.extend(unit_thresholds)
+    return Predictor(
+        run=run,
+        units=units,
+        thresholds=tuple(thresholds),
+        size=size,
+        head=record["config"]["head"],
+        device=dev,
+        config=record["config"],
+        precision=choose_precision(precision, dev),
+        run_id=digest.hexdigest()[:16] + ":" + choose_precision(precision, dev),
+    )

@@ -1,0 +1,197 @@
+"""Files in and out, safely: every stage writes through here and reads untrusted files through here.
+
+Writing: a result appears under its final name only when it is whole (written to a temporary
+sibling, flushed, then renamed), so an interrupted job never leaves a half file that looks done.
+
+Reading: inputs are bounded before they are decoded. A file larger than :data:`MAX_FILE_BYTES`,
+a gzip stream that inflates past :data:`MAX_INFLATED_BYTES`, or an image of more than
+:data:`MAX_IMAGE_PIXELS` pixels is refused with a one-line :class:`GalsegError` naming the
+file, before any large allocation. With these limits one input costs at most about 1.5 GB
+of memory in ``predict`` (the largest image, its six probability planes and masks).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from galseg import GalsegError
+
+MAX_FILE_BYTES = 256 * 2**20
+"""Largest input file read (a GZ:3D file is about 1 MB gzipped, 10 MB inflated)."""
+MAX_INFLATED_BYTES = 256 * 2**20
+"""Largest size a gzip-compressed input may inflate to: a decompression bomb stops here."""
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""Largest image (rows x columns) read; survey cutouts are hundreds of pixels on a side."""
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; rename it to ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so that no reader ever sees a half-written file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)  # no fsync: renaming guards against kills; fsync per file cost seconds per 1,000
+
+
+def atomic_write_json(path: str | os.PathLike[str], value: object) -> None:
+    """``value`` as indented JSON, written atomically."""
+    atomic_write_bytes(path, (json.dumps(value, indent=1) + "\n").encode())
+
+
+def writable_folder(path: str | os.PathLike[str], *, option: str = "--out") -> Path:
+    """Create ``path`` if needed and check that galseg can write there; one-line error if not."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GalsegError(f"{option} {path}: is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GalsegError(f"{option} {path}: cannot create the folder ({exc.strerror})") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise GalsegError(f"{option} {path}: the folder is not writable")
+    return path
+
+
+def progress(iterable=None, *, total: int | None = None, desc: str = "", enabled: bool = True) -> tqdm:
+    """A tqdm bar on stderr: live on a terminal; in a log file a line at most every 10 s.
+    Nothing is shown for work over within 2 s."""
+    live = sys.stderr.isatty()
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        disable=not enabled,
+        mininterval=0.5 if live else 10,
+        delay=2,
+        ascii=not live,
+        dynamic_ncols=live,
+    )
+
+
+def die_with_parent(*_: object) -> None:
+    """Ask Linux to kill this worker process when its parent dies (pool and DataLoader workers),
+    so a killed run leaves no orphans holding memory."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_bytes(path: str | os.PathLike[str], *, inflate: bool = True) -> bytes:
+    """The bytes of ``path``, gunzipped when they are gzip, within the byte budgets."""
+    path = Path(path)
+    if not path.is_file():
+        raise GalsegError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise GalsegError(
+            f"{path}: {size / 2**20:.0f} MB is over galseg's {MAX_FILE_BYTES >> 20} MB input limit"
+        )
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise GalsegError(f"{path}: cannot read ({exc.strerror})") from exc
+    if inflate and raw[:2] == b"\x1f\x8b":
+        raw = gunzip(raw, name=str(path))
+    return raw
+
+
+def gunzip(raw: bytes, *, name: str, limit: int = MAX_INFLATED_BYTES) -> bytes:
+    """Inflate gzip ``raw`` (one or more members), refusing output beyond ``limit`` bytes."""
+    out = bytearray()
+    data = raw
+    try:
+        while data:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += inflater.decompress(data, limit + 1 - len(out))
+            if len(out) > limit:
+                raise GalsegError(f"{name}: inflates to over {limit >> 20} MB (galseg's limit); not a cutout")
+            if not inflater.eof:
+                raise GalsegError(f"{name}: truncated gzip data")
+            data = inflater.unused_data.lstrip(b"\0")
+    except zlib.error as exc:
+        raise GalsegError(f"{name}: corrupt gzip data ({exc})") from exc
+    return bytes(out)
+
+
+def check_pixels(shape: tuple[int, ...], *, name: str) -> None:
+    """Refuse an image whose rows x columns exceed :data:`MAX_IMAGE_PIXELS` or are empty."""
+    rows, columns = int(shape[0]), int(shape[1])
+    if rows * columns > MAX_IMAGE_PIXELS:
+        raise GalsegError(
+            f"{name}: {columns} x {rows} pixels is over galseg's limit of {MAX_IMAGE_PIXELS:,} pixels; "
+            "cut the galaxy out first"
+        )
+    if rows < 1 or columns < 1:
+        raise GalsegError(f"{name}: the image is empty ({columns} x {rows} pixels)")
+
+
+def read_json(path: str | os.PathLike[str], *, what: str) -> dict:
+    """A JSON object from ``path``, or a one-line error naming the file and ``what`` it should be."""
+    path = Path(path)
+    if not path.is_file():
+        raise GalsegError(f"{path}: missing; it should be {what}")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GalsegError(f"{path}: not readable as {what} ({type(exc).__name__})") from exc
+    if not isinstance(value, dict):
+        raise GalsegError(f"{path}: not {what} (a JSON object was expected)")
+    return value
+
+
+def read_npy_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` file from its header, checking that the data is all there."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except (OSError, ValueError, EOFError) as exc:
+        raise GalsegError(f"{path}: not a readable .npy array ({type(exc).__name__})") from exc
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    if path.stat().st_size != expected:
+        raise GalsegError(f"{path}: truncated or padded ({path.stat().st_size} bytes, expected {expected})")
+    return tuple(shape), dtype
+
+
+def gzip_bytes(data: bytes, *, compresslevel: int = 1) -> bytes:
+    """gzip with a fixed timestamp, so the same content always gives the same bytes."""
+    return gzip.compress(data, compresslevel=compresslevel, mtime=0)
