@@ -52,7 +52,7 @@ def test_pitch_and_chirality_of_a_perfect_log_spiral(pitch, winding, inclination
     arms, summary = measure_arms(mask, image)  # centre and inclination measured from the image
     assert summary.n_arms == 2
     assert summary.pitch_deg == pytest.approx(pitch, abs=2.0)
-    assert summary.chirality == winding and summary.chirality_agreement == 1.0
+    assert summary.chirality == winding and summary.chirality_agreement == pytest.approx(1.0)
     assert all(0 < arm.pitch_err_deg < 2 for arm in arms)
 
 

@@ -26,12 +26,17 @@ def test_empty_masks_give_undefined_not_zero_or_one():
     some = empty.copy()
     some[0, 1, 1] = True
     both_empty = scores(confusion(empty, empty))
-    assert both_empty["accuracy"][0] == 1.0
+    assert both_empty["accuracy"][0] == pytest.approx(1.0)
     assert all(np.isnan(both_empty[m][0]) for m in ("precision", "recall", "jaccard", "dice"))
     missed = scores(confusion(some, empty))  # volunteers mark arms, the model none
-    assert np.isnan(missed["precision"][0]) and missed["recall"][0] == 0 and missed["jaccard"][0] == 0
+    assert (
+        np.isnan(missed["precision"][0])
+        and missed["recall"][0] == pytest.approx(0)
+        and missed["jaccard"][0] == pytest.approx(0)
+    )
     invented = scores(confusion(empty, some))  # the model marks arms, volunteers none
-    assert invented["precision"][0] == 0 and np.isnan(invented["recall"][0]) and invented["jaccard"][0] == 0
+    assert invented["precision"][0] == pytest.approx(0) and np.isnan(invented["recall"][0])
+    assert invented["jaccard"][0] == pytest.approx(0)
 
 
 def test_jaccard_matches_an_independent_computation_on_random_masks():
@@ -63,7 +68,7 @@ def test_table1_averages_only_where_both_mark_arms():
     )
     d = detection(per)[0]
     assert (d["TP"], d["FP"], d["FN"], d["TN"]) == (2, 0, 1, 1)
-    assert d["RECALL"] == pytest.approx(2 / 3) and d["PRECISION"] == 1.0
+    assert d["RECALL"] == pytest.approx(2 / 3) and d["PRECISION"] == pytest.approx(1.0)
 
 
 def test_pooled_iou_differs_from_the_per_image_mean():

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 from astropy.table import Table, vstack
+from scipy import ndimage
 
 from galseg import THRESHOLDS, GalsegError, __version__
 from galseg.dataset import open_dataset
 from galseg.gz3d import rasterise_outlines, read_gz3d
 from galseg.inference import Predictor, load, upsample
-from galseg.io import atomic_path, atomic_write_bytes, progress
+from galseg.io import atomic_path, atomic_write_bytes, progress, read_picture
 from galseg.metrics import (
     Reliability,
     confusion,
@@ -257,3 +258,203 @@ def volunteer_drawings(galaxy) -> np.ndarray:
 def _galaxy_seed(mangaid: str) -> int:
     """A fixed seed per galaxy, so its panel splits do not depend on the order of evaluation."""
     return int.from_bytes(hashlib.sha256(mangaid.encode()).digest()[:8], "big")
+
+
+# ----------------------------------------------------------------------------- real galaxies
+
+REAL_TOLERANCE_NET_PX = 3
+"""A predicted arm pixel matches a reference arm when it lies within this many pixels of the
+network's own grid (scaled to each image's size): references are thin arcs, masks are ribbons."""
+
+
+@dataclass(frozen=True)
+class RealGalaxy:
+    """One real cutout of ``shared/real``: its image, what it is, and any reference."""
+
+    path: Path
+    name: str
+    kind: str  # "spiral", "smooth" or "other" (edge-on, unsure: reported, not scored)
+    arm_mask: Path | None = None  # SpArcFiRe's arm mask, for the non-weak SpArcFiRe galaxies
+    pitch_deg: float = np.nan  # SpArcFiRe's |pitch| of the dominant winding
+    chirality: str = ""
+
+
+def _votes(table: Table, key: str, value: str) -> Table | None:
+    rows = table[np.char.strip(np.asarray(table[key], dtype=str)) == value]
+    return rows[0] if len(rows) else None
+
+
+def real_galaxies(folder: str | os.PathLike[str]) -> list[RealGalaxy]:
+    """The real cutouts with their labels: SpArcFiRe's non-weak arm masks (spirals), and the
+    colour cutouts as spiral or smooth by their Galaxy Zoo vote fractions (majority, > 0.5)."""
+    folder = Path(folder)
+    galaxies = []
+    index = folder / "sparcfire" / "index.csv"
+    if index.is_file():
+        for row in Table.read(index, format="ascii.csv"):
+            weak = int(row["weak"]) == 1
+            galaxies.append(
+                RealGalaxy(
+                    folder / "sparcfire" / str(row["image"]),
+                    str(row["name"]),
+                    "other" if weak else "spiral",
+                    None if weak else folder / "sparcfire" / str(row["armmask"]),
+                    abs(float(row["pa_alenWtd_avg_domChiralityOnly"])),
+                    str(row["chirality"]),
+                )
+            )
+    colour = folder / "colour"
+    decals = [
+        colour / "gz_decals" / f for f in ("gz_decals_volunteers_5.csv", "gz_decals_volunteers_1_and_2.csv")
+    ]
+    decals = [Table.read(p, format="ascii.csv") for p in decals if p.is_file()]
+    for png in sorted((colour / "gz_decals").glob("*.png")):
+        row = next((r for t in decals if (r := _votes(t, "iauname", png.stem)) is not None), None)
+        kind = "other"
+        if row is not None:
+            featured = row["smooth-or-featured_featured-or-disk_fraction"]
+            spiral = featured * row["disk-edge-on_no_fraction"] * row["has-spiral-arms_yes_fraction"]
+            kind = (
+                "spiral"
+                if spiral > 0.5
+                else "smooth"
+                if row["smooth-or-featured_smooth_fraction"] > 0.5
+                else kind
+            )
+        galaxies.append(RealGalaxy(png, f"decals {png.stem}", kind))
+    if (colour / "gz2" / "gz2_hart16.csv").is_file():
+        hart = Table.read(colour / "gz2" / "gz2_hart16.csv", format="ascii.csv")
+        mapping = Table.read(colour / "gz2" / "gz2_filename_mapping.csv", format="ascii.csv")
+        for png in sorted((colour / "gz2").glob("*.png")):
+            asset = _votes(mapping, "asset_id", png.stem)
+            row = _votes(hart, "dr7objid", str(asset["objid"])) if asset is not None else None
+            label = str(row["gz2_class"]) if row is not None else ""
+            kind = "spiral" if label.startswith("S") and not label.startswith("Se") else "other"
+            kind = "smooth" if label.startswith("E") else kind
+            galaxies.append(RealGalaxy(png, f"gz2 {png.stem}", kind))
+    if (colour / "gz_kaggle" / "training_solutions_rev1.csv").is_file():
+        kaggle = Table.read(colour / "gz_kaggle" / "training_solutions_rev1.csv", format="ascii.csv")
+        for png in sorted((colour / "gz_kaggle").glob("*.png")):
+            row = _votes(kaggle, "GalaxyID", png.stem)
+            kind = "other"
+            if row is not None:  # Class4.1: spiral arms, as a share of all volunteers
+                kind = "spiral" if row["Class4.1"] > 0.5 else "smooth" if row["Class1.1"] > 0.5 else kind
+            galaxies.append(RealGalaxy(png, f"kaggle {png.stem}", kind))
+    return galaxies
+
+
+def _near(mask: np.ndarray, reference: np.ndarray, tolerance: float) -> tuple[int, int, int, int]:
+    """(mask pixels near the reference, mask pixels, reference pixels near the mask, reference pixels)."""
+    to_reference = (
+        ndimage.distance_transform_edt(~reference) if reference.any() else np.full(mask.shape, np.inf)
+    )
+    to_mask = ndimage.distance_transform_edt(~mask) if mask.any() else np.full(mask.shape, np.inf)
+    return (
+        int((mask & (to_reference <= tolerance)).sum()),
+        int(mask.sum()),
+        int((reference & (to_mask <= tolerance)).sum()),
+        int(reference.sum()),
+    )
+
+
+def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measure: bool = True) -> Table:
+    """Predict every real cutout and score it: per galaxy and threshold, whether arms were found,
+    and against SpArcFiRe's arm masks the matched pixels (within :data:`REAL_TOLERANCE_NET_PX`
+    network pixels), plus the measured pitch and winding beside SpArcFiRe's."""
+    from galseg.arms import measure_arms
+
+    rows = []
+    for galaxy in real_galaxies(folder):
+        image = read_picture(galaxy.path)
+        probabilities = predictor.predict_image(image)
+        reference = np.asarray(read_picture(galaxy.arm_mask))[..., 0] > 127 if galaxy.arm_mask else None
+        tolerance = REAL_TOLERANCE_NET_PX * max(image.shape[:2]) / predictor.size
+        for k, th in enumerate(predictor.thresholds):
+            mask = probabilities[k] > 0.5
+            row = {
+                "NAME": galaxy.name,
+                "KIND": galaxy.kind,
+                "TH": int(th),
+                "ARM_PIXELS": int(mask.sum()),
+                "HAS_ARMS": bool(mask.any()),
+                "MATCHED_MASK_PX": -1,
+                "MASK_PX": int(mask.sum()),
+                "MATCHED_REF_PX": -1,
+                "REF_PX": -1,
+                "PITCH_DEG": np.nan,
+                "CHIRALITY": "",
+                "REF_PITCH_DEG": galaxy.pitch_deg,
+                "REF_CHIRALITY": galaxy.chirality,
+            }
+            if reference is not None:
+                near = _near(mask, reference, tolerance)
+                row.update(MATCHED_MASK_PX=near[0], MATCHED_REF_PX=near[2], REF_PX=near[3])
+            if measure and mask.any():
+                summary = measure_arms(mask, image)[1]
+                row.update(PITCH_DEG=summary.pitch_deg, CHIRALITY=summary.chirality)
+            rows.append(row)
+    return Table(rows=rows)
+
+
+def real_summary(per_galaxy: Table) -> Table:
+    """Per threshold: arm recall and precision against SpArcFiRe (mean over its non-weak galaxies,
+    and pooled), share of Galaxy Zoo spirals and of smooth galaxies given arms, and pitch and
+    winding against SpArcFiRe where both measured."""
+    rows = []
+    for th in sorted(set(per_galaxy["TH"])):
+        t = per_galaxy[per_galaxy["TH"] == th]
+        ref = t[t["REF_PX"] > 0]
+        recall = _mean_ratio(ref["MATCHED_REF_PX"], ref["REF_PX"])
+        precision = _mean_ratio(ref["MATCHED_MASK_PX"], ref["MASK_PX"])
+        spirals, smooth = t[t["KIND"] == "spiral"], t[t["KIND"] == "smooth"]
+        measured = ref[(ref["CHIRALITY"] != "") & np.isfinite(np.asarray(ref["PITCH_DEG"], float))]
+        rows.append(
+            {
+                "TH": int(th),
+                "N_REFERENCE": len(ref),
+                "RECALL": recall,
+                "PRECISION": precision,
+                "POOLED_RECALL": float(ref["MATCHED_REF_PX"].sum() / max(ref["REF_PX"].sum(), 1)),
+                "POOLED_PRECISION": float(ref["MATCHED_MASK_PX"].sum() / max(ref["MASK_PX"].sum(), 1)),
+                "N_SPIRAL": len(spirals),
+                "SPIRALS_WITH_ARMS": float(np.mean(spirals["HAS_ARMS"])) if len(spirals) else np.nan,
+                "N_SMOOTH": len(smooth),
+                "SMOOTH_WITH_ARMS": float(np.mean(smooth["HAS_ARMS"])) if len(smooth) else np.nan,
+                "N_PITCH": len(measured),
+                "MEDIAN_PITCH_ERROR_DEG": float(
+                    np.median(
+                        np.abs(np.asarray(measured["PITCH_DEG"]) - np.asarray(measured["REF_PITCH_DEG"]))
+                    )
+                )
+                if len(measured)
+                else np.nan,
+                "WINDING_AGREEMENT": float(np.mean(measured["CHIRALITY"] == measured["REF_CHIRALITY"]))
+                if len(measured)
+                else np.nan,
+            }
+        )
+    return Table(rows=rows)
+
+
+def _mean_ratio(numerator, denominator) -> float:
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    keep = denominator > 0
+    return float(np.mean(numerator[keep] / denominator[keep])) if keep.any() else np.nan
+
+
+def real_markdown(summary: Table) -> str:
+    """The real-image check as a Markdown table, one line per threshold."""
+    lines = [
+        "| th | arm recall (mean / pooled) | arm precision (mean / pooled) | spirals with arms | "
+        "smooth with arms | median pitch error | winding agrees |",
+        "| ---: | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in summary:
+        lines.append(
+            f"| {r['TH']} | {r['RECALL']:.2f} / {r['POOLED_RECALL']:.2f} | "
+            f"{r['PRECISION']:.2f} / {r['POOLED_PRECISION']:.2f} | "
+            f"{100 * r['SPIRALS_WITH_ARMS']:.0f}% of {r['N_SPIRAL']} | "
+            f"{100 * r['SMOOTH_WITH_ARMS']:.0f}% of {r['N_SMOOTH']} | "
+            f"{r['MEDIAN_PITCH_ERROR_DEG']:.1f} deg ({r['N_PITCH']}) | {100 * r['WINDING_AGREEMENT']:.0f}% |"
+        )
+    return "\n".join(lines) + "\n"

@@ -16,12 +16,14 @@ import gzip
 import json
 import os
 import sys
+import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from galseg import GalsegError
@@ -127,8 +129,10 @@ def read_bytes(path: str | os.PathLike[str], *, inflate: bool = True) -> bytes:
     return raw
 
 
-def gunzip(raw: bytes, *, name: str, limit: int = MAX_INFLATED_BYTES) -> bytes:
-    """Inflate gzip ``raw`` (one or more members), refusing output beyond ``limit`` bytes."""
+def gunzip(raw: bytes, *, name: str, limit: int | None = None) -> bytes:
+    """Inflate gzip ``raw`` (one or more members), refusing output beyond ``limit`` bytes
+    (default :data:`MAX_INFLATED_BYTES`)."""
+    limit = MAX_INFLATED_BYTES if limit is None else limit
     out = bytearray()
     data = raw
     try:
@@ -155,6 +159,40 @@ def check_pixels(shape: tuple[int, ...], *, name: str) -> None:
         )
     if rows < 1 or columns < 1:
         raise GalsegError(f"{name}: the image is empty ({columns} x {rows} pixels)")
+
+
+def stretch_to_uint8(data: np.ndarray) -> np.ndarray:
+    """Scale a float image (one or more bands) to 0..255: asinh between the sky and the 99.9th
+    percentile, as survey colour cutouts are made."""
+    data = np.nan_to_num(np.asarray(data, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    sky = np.median(data)
+    noise = 1.4826 * np.median(np.abs(data - sky)) or 1.0
+    top = max(np.percentile(data, 99.9) - sky, 10 * noise)
+    x = np.clip((data - sky) / noise, 0, None)
+    return np.clip(255 * np.arcsinh(x) / np.arcsinh(top / noise), 0, 255).astype(np.uint8)
+
+
+def read_picture(path: Path) -> np.ndarray:
+    """A PNG or JPEG as (H, W, 3) uint8; the size is checked from the header before decoding."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as picture:
+                check_pixels((picture.height, picture.width), name=str(path))
+                if picture.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float grey
+                    return stretch_to_uint8(np.repeat(np.asarray(picture)[..., None], 3, axis=2))
+                return np.asarray(picture.convert("RGB"), dtype=np.uint8)
+    except Image.DecompressionBombError as exc:  # Pillow's own refusal, before ours, for the largest
+        raise GalsegError(
+            f"{path}: the image is over galseg's limit of {MAX_IMAGE_PIXELS:,} pixels ({one_line(exc)})"
+        ) from exc
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as exc:
+        raise GalsegError(f"{path}: not a readable image ({one_line(exc)})") from exc
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line, for error messages that name a file."""
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def read_json(path: str | os.PathLike[str], *, what: str) -> dict:

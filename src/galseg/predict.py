@@ -25,7 +25,6 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
-from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
 from galseg import GalsegError, __version__
@@ -41,6 +40,8 @@ from galseg.io import (
     gzip_bytes,
     progress,
     read_bytes,
+    read_picture,
+    stretch_to_uint8,
 )
 
 # ----------------------------------------------------------------------------- inputs
@@ -119,17 +120,6 @@ class InputImage:
     warning: str = ""
 
 
-def _stretch_to_uint8(data: np.ndarray) -> np.ndarray:
-    """Scale a float image (one or more bands) to 0..255: asinh between the sky and the 99.9th
-    percentile, as survey colour cutouts are made."""
-    data = np.nan_to_num(np.asarray(data, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    sky = np.median(data)
-    noise = 1.4826 * np.median(np.abs(data - sky)) or 1.0
-    top = max(np.percentile(data, 99.9) - sky, 10 * noise)
-    x = np.clip((data - sky) / noise, 0, None)
-    return np.clip(255 * np.arcsinh(x) / np.arcsinh(top / noise), 0, 255).astype(np.uint8)
-
-
 def _read_fits_image(path: Path, hdul: fits.HDUList) -> tuple[np.ndarray, WCS | None]:
     hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) in (2, 3)), None)
     if hdu is None:
@@ -153,22 +143,8 @@ def _read_fits_image(path: Path, hdul: fits.HDUList) -> tuple[np.ndarray, WCS | 
             )
     else:
         planes = np.repeat(data[..., None], 3, axis=2)
-    image = planes if planes.dtype == np.uint8 else _stretch_to_uint8(planes)
+    image = planes if planes.dtype == np.uint8 else stretch_to_uint8(planes)
     return image, wcs
-
-
-def _read_picture(path: Path) -> np.ndarray:
-    """A PNG or JPEG as (H, W, 3) uint8; the size is checked from the header before decoding."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as picture:
-                check_pixels((picture.height, picture.width), name=str(path))
-                if picture.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float grey
-                    return _stretch_to_uint8(np.repeat(np.asarray(picture)[..., None], 3, axis=2))
-                return np.asarray(picture.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise GalsegError(f"{path}: not a readable image ({_short(exc)})") from exc
 
 
 def read_input(path: Path) -> InputImage:
@@ -178,7 +154,7 @@ def read_input(path: Path) -> InputImage:
     """
     name = _stem(path)
     if path.name.lower().endswith((".png", ".jpg", ".jpeg")):
-        image, wcs = _read_picture(path), None
+        image, wcs = read_picture(path), None
     else:
         raw = read_bytes(path)
         try:

@@ -1,0 +1,378 @@
+"""Hostile and unusual input: every case gives a correct result or one line naming the file and the
+problem, the good inputs of the same batch are still done, and nothing from a file runs as code."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from PIL import Image
+
+import galseg.io
+from galseg import GalsegError
+from galseg.cli import main
+from galseg.dataset import open_dataset
+from galseg.gz3d import find_gz3d_files, read_gz3d
+from galseg.inference import load
+from galseg.predict import expand_inputs, output_name, predict_files, read_catalogue
+from galseg.train import load_checkpoint
+
+
+def _png(path: Path, pixels: np.ndarray) -> Path:
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cutout(gz3d_dir) -> np.ndarray:
+    return read_gz3d(find_gz3d_files(gz3d_dir)[0]).image[:64, :64].copy()
+
+
+def _predict(run, inputs, out, **kwargs):
+    return predict_files(load(run, device="cpu"), inputs, out, workers=0, show_progress=False, **kwargs)
+
+
+def _one_line_error(capsys, status, *needles):
+    err = capsys.readouterr().err.strip()
+    assert status in (1, 2) and err.count("\n") == 0 and err.startswith("galseg: error:"), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def test_resumed_catalogue_reads_has_arms_back_as_booleans(trained_run, cutout, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(3):
+        _png(folder / f"g{k}.png", np.roll(cutout, 7 * k, axis=1))
+    first = _predict(trained_run, [folder], tmp_path / "out")
+    again = _predict(trained_run, [folder], tmp_path / "out")  # every row read back from the files
+    third = _predict(trained_run, [folder], tmp_path / "out")
+    for table in (first, again, third, read_catalogue(tmp_path / "out" / "catalogue.ecsv")):
+        assert table["HAS_ARMS"].dtype == bool
+        np.testing.assert_array_equal(table["HAS_ARMS"], table["ARM_PIXELS"] > 0)
+    assert list(first["HAS_ARMS"]) == list(third["HAS_ARMS"])
+
+
+def test_outputs_never_collide_and_record_their_input(trained_run, cutout, tmp_path):
+    images = {
+        "x.png": cutout,
+        "x_2.png": np.flipud(cutout),
+        "sub0/x.png": np.fliplr(cutout),
+        "sub1/x.png": np.rot90(cutout).copy(),
+    }
+    for name, pixels in images.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        _png(tmp_path / name, pixels)
+    paths = [tmp_path / name for name in images]
+    table = _predict(trained_run, paths, tmp_path / "out")
+    outputs = list(dict.fromkeys(table["OUTPUT"]))
+    assert len(outputs) == 4
+    for path, output in zip(paths, outputs, strict=True):
+        header = fits.getheader(tmp_path / "out" / output, 0)
+        assert header["SOURCE"] == str(path.resolve())
+        with fits.open(tmp_path / "out" / output) as hdul:
+            assert hdul["PROB"].data.shape[1:] == (64, 64)
+
+
+def test_another_run_into_the_same_folder_predicts_again(trained_run, dataset_dir, cutout, tmp_path):
+    from galseg.train import TrainConfig, train
+
+    png = _png(tmp_path / "g.png", cutout)
+    _predict(trained_run, [png], tmp_path / "out")
+    target = next((tmp_path / "out" / "masks").iterdir())
+    first_run = fits.getheader(target, 0)["RUNID"]
+    other = tmp_path / "other"
+    train(
+        TrainConfig(
+            dataset=str(dataset_dir), out=str(other), preset="tiny", epochs=1, steps_per_epoch=1, seed=5
+        ),
+        log=lambda line: None,
+    )
+    _predict(other, [png], tmp_path / "out")
+    assert fits.getheader(target, 0)["RUNID"] != first_run  # not reused: another run made it
+    _png(png, np.flipud(cutout))  # the input itself changed
+    os.utime(png, ns=(time.time_ns(), time.time_ns() + 10**9))
+    before = target.stat().st_mtime_ns
+    _predict(other, [png], tmp_path / "out")
+    assert target.stat().st_mtime_ns != before
+
+
+def test_odd_file_names_are_predicted_and_catalogued(trained_run, cutout, tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    names = ["galaxÿ Ω.png", "new\nline.png", "a" * 240 + ".png", "plain.png"]
+    for name in names:
+        _png(folder / name, cutout)
+    for catalogue in ("cat.ecsv", "cat.fits", "cat.csv"):
+        table = _predict(trained_run, [folder], tmp_path / catalogue, catalogue=catalogue)
+        assert len(set(table["ORDER"])) == 4 and set(table["ERROR"]) == {""}
+        back = read_catalogue(tmp_path / catalogue / catalogue)
+        assert len(back) == len(table) and all(s.isascii() and "\n" not in s for s in back["SOURCE"])
+
+
+def test_a_list_file_in_any_encoding_finds_its_files(cutout, tmp_path):
+    name = "café.png"
+    _png(tmp_path / name, cutout)
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(
+        b"# latin-1, not UTF-8\n" + name.encode("utf-8") + b"\n" + "caf\xe9.png".encode("latin-1")
+    )
+    found = expand_inputs([listing])
+    assert found[0].is_file() and len(found) == 2  # the second is missing: an error row later
+    assert output_name(found[0]) != output_name(found[1])
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A 400-byte PNG that declares width x height: decoding it would take gigabytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\0" * 1000)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_huge_tiny_odd_and_bomb_inputs_become_error_rows(trained_run, cutout, tmp_path, monkeypatch):
+    good = _png(tmp_path / "good.png", cutout)
+    huge = _png_header_only(tmp_path / "huge.png", 20000, 20000)
+    tiny = _png(tmp_path / "tiny.png", cutout[:1, :1])
+    flat = _png(tmp_path / "flat.png", np.full((40, 40, 3), 17, np.uint8))
+    bomb = tmp_path / "bomb.fits.gz"
+    bomb.write_bytes(gzip.compress(b"\0" * (3 * 2**20), compresslevel=1))
+    monkeypatch.setattr(galseg.io, "MAX_INFLATED_BYTES", 2**20)  # a 3 MB bomb against a 1 MB budget
+    table = _predict(trained_run, [good, huge, tiny, flat, bomb], tmp_path / "out")
+    errors = {int(r["ORDER"]): r["ERROR"] for r in table if r["ERROR"]}
+    assert set(errors) == {1, 2, 4}
+    assert "over galseg's limit" in errors[1]
+    assert "too small" in errors[2] and "inflates to over 1 MB" in errors[4]
+    assert set(table[table["ORDER"] == 3]["WARNING"]) == {"the image is constant: nothing to find"}
+    assert (table[table["ORDER"] == 0]["ERROR"] == "").all()
+
+
+def test_a_checkpoint_cannot_run_code(trained_run, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    hostile = tmp_path / "run"
+    shutil.copytree(trained_run, hostile)
+    torch.save({"model": Payload()}, hostile / "th3" / "best.pt")
+    with pytest.raises(GalsegError, match="best.pt: not a readable galseg checkpoint"):
+        load(hostile, device="cpu")
+    assert not marker.exists()
+    checkpoint = load_checkpoint(trained_run / "th3" / "best.pt")[1]
+    assert isinstance(checkpoint["environment"]["torch"], str)  # plain values only
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["run.json garbage", "run.json empty object", "checkpoint truncated", "checkpoint missing"],
+)
+def test_damaged_runs_are_one_line_errors(trained_run, cutout, tmp_path, capsys, damage):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    if damage == "run.json garbage":
+        (run / "run.json").write_bytes(b"\xff\x00{not json")
+    elif damage == "run.json empty object":
+        (run / "run.json").write_text("{}")
+    elif damage == "checkpoint truncated":
+        data = (run / "th1" / "best.pt").read_bytes()
+        (run / "th1" / "best.pt").write_bytes(data[: len(data) // 2])
+    else:
+        (run / "th1" / "best.pt").unlink()
+    png = _png(tmp_path / "g.png", cutout)
+    status = main(["predict", str(run), str(png), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    _one_line_error(capsys, status, str(run))
+
+
+# ----------------------------------------------------------------------------- datasets and arguments
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["images truncated", "images replaced", "catalogue garbage", "manifest garbage", "manifest gone"],
+)
+def test_damaged_or_half_written_datasets_are_refused(dataset_dir, tmp_path, damage):
+    data = tmp_path / "ds"
+    shutil.copytree(dataset_dir, data)
+    if damage == "images truncated":
+        raw = (data / "images.npy").read_bytes()
+        (data / "images.npy").write_bytes(raw[: len(raw) - 100])
+    elif damage == "images replaced":  # a re-prepare killed after the new arrays landed
+        np.save(data / "images.npy", np.zeros((7, 32, 32, 3), np.uint8))
+    elif damage == "catalogue garbage":
+        (data / "catalogue.ecsv").write_bytes(b"# %ECSV 1.0\n\x00\x01garbage")
+    elif damage == "manifest garbage":
+        (data / "manifest.json").write_text("[1, 2")
+    else:
+        (data / "manifest.json").unlink()
+    with pytest.raises(GalsegError) as err:
+        open_dataset(data)
+    assert str(data) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_re_preparing_uncommits_the_old_dataset_first(gz3d_dir, dataset_dir, tmp_path, monkeypatch):
+    import galseg.dataset as dataset
+
+    data = tmp_path / "ds"
+    shutil.copytree(dataset_dir, data)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dataset, "_save_chunk", killed)
+    with pytest.raises(KeyboardInterrupt):
+        dataset.prepare(gz3d_dir, data, size=32, seed=1, show_progress=False)
+    with pytest.raises(GalsegError, match="unfinished"):
+        open_dataset(data)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "{ds}", "--out", "{tmp}/r", "--batch-size", "0"], "--batch-size: 0 is too small"),
+        (["train", "{ds}", "--out", "{tmp}/r", "--lr", "-1"], "--lr: -1 must be a finite number above 0"),
+        (["train", "{ds}", "--out", "{tmp}/r", "--lr", "nan"], "--lr: nan must be a finite number"),
+        (["train", "{ds}", "--out", "{tmp}/r", "--epochs", "0"], "--epochs: 0 is too small"),
+        (
+            ["train", "{ds}", "--out", "{tmp}/r", "--steps-per-epoch", "0"],
+            "--steps-per-epoch: 0 is too small",
+        ),
+        (["train", "{ds}", "--out", "{tmp}/file"], "is a file, not a folder"),
+        (["train", "{tmp}/nothing", "--out", "{tmp}/r"], "not a prepared galseg dataset"),
+        (["prepare", "{gz3d}", "--out", "{tmp}/file"], "is a file, not a folder"),
+        (
+            ["prepare", "{gz3d}", "--out", "{tmp}/p", "--test-fraction", "1.5"],
+            "--test-fraction: 1.5 must lie",
+        ),
+        (["predict", "{run}", "{tmp}", "--out", "{tmp}/p", "--workers", "-1"], "--workers: -1 is too small"),
+        (["predict", "{run}", "{tmp}", "--out", "{tmp}/file"], "is a file, not a folder"),
+        (["evaluate", "{run}", "--figure-threshold", "9", "--out", "{tmp}/e"], "--figure-threshold 9"),
+        (["synth", "--out", "{tmp}/s", "--n", "0"], "--n: 0 is too small"),
+    ],
+)
+def test_user_mistakes_are_one_line(args, needle, dataset_dir, gz3d_dir, trained_run, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    values = {"ds": dataset_dir, "gz3d": gz3d_dir, "run": trained_run, "tmp": tmp_path}
+    start = time.monotonic()
+    status = main([a.format(**values) for a in args])
+    _one_line_error(capsys, status, needle)
+    assert time.monotonic() - start < 30  # refused before the work, not after it
+    assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_a_bad_train_command_does_not_block_the_corrected_one(dataset_dir, tmp_path, capsys):
+    out = tmp_path / "r"
+    common = ["train", str(dataset_dir), "--out", str(out), "--epochs", "1", "--steps-per-epoch", "1"]
+    _one_line_error(capsys, main([*common, "--preset", "bogus"]), "bogus")
+    assert main([*common, "--preset", "tiny", "--thresholds", "3"]) == 0
+    assert (out / "th3" / "best.pt").is_file()
+
+
+# ----------------------------------------------------------------------------- kills
+
+
+def _galseg(*args: str) -> subprocess.Popen:
+    """``galseg ARGS`` in its own process, its stderr kept in memory-free temporary storage."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "galseg.cli", *args], stdout=subprocess.DEVNULL, stderr=log, env=env
+    )
+    process.log = log  # type: ignore[attr-defined]
+    return process
+
+
+def _finish(process: subprocess.Popen) -> None:
+    """Wait for ``process`` and fail with its stderr unless it succeeded."""
+    status = process.wait(timeout=300)
+    process.log.seek(0)  # type: ignore[attr-defined]
+    err = process.log.read().decode(errors="replace")  # type: ignore[attr-defined]
+    process.log.close()  # type: ignore[attr-defined]
+    assert status == 0, err[-2000:]
+
+
+def _kill(process: subprocess.Popen) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.log.close()  # type: ignore[attr-defined]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux's")
+def test_killed_predict_resumes_to_identical_bytes_and_leaves_no_workers(trained_run, cutout, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(24):
+        _png(folder / f"g{k:02d}.png", np.roll(cutout, 3 * k, axis=0))
+    common = [str(trained_run), str(folder), "--device", "cpu", "--batch-size", "2", "--workers", "2"]
+    _finish(_galseg("predict", *common, "--out", str(tmp_path / "clean")))
+    killed_out = tmp_path / "killed"
+    victim = _galseg("predict", *common, "--out", str(killed_out))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((killed_out / "masks").glob("*.fits.gz"))) < 4:
+        time.sleep(0.05)
+    _kill(victim)
+    time.sleep(1.0)
+    assert _processes_mentioning(str(killed_out)) == []  # the loader's workers died with it
+    assert len(list((killed_out / "masks").glob("*.fits.gz"))) < 24
+    _finish(_galseg("predict", *common, "--out", str(killed_out)))
+    for name in ("catalogue.ecsv", "arms.ecsv"):
+        assert (killed_out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
+    for mask in (tmp_path / "clean" / "masks").iterdir():
+        assert (killed_out / "masks" / mask.name).read_bytes() == mask.read_bytes()
+    assert not list(killed_out.rglob("*.part"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux's")
+def test_killed_prepare_resumes_to_identical_bytes(gz3d_dir, dataset_dir, tmp_path):
+    out = tmp_path / "ds"
+    victim = _galseg("prepare", str(gz3d_dir), "--out", str(out), "--size", "32", "--workers", "2")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "parts" / "settings.json").exists():
+        time.sleep(0.01)
+    time.sleep(0.3)
+    _kill(victim)
+    time.sleep(1.0)
+    assert _processes_mentioning(str(out)) == []
+    _finish(_galseg("prepare", str(gz3d_dir), "--out", str(out), "--size", "32", "--workers", "2"))
+    for name in ("images.npy", "spiral.npy", "bar.npy", "catalogue.ecsv"):
+        assert (out / name).read_bytes() == (dataset_dir / name).read_bytes(), name
+    ours, theirs = (json.loads((d / "manifest.json").read_text()) for d in (out, dataset_dir))
+    ours.pop("source_dir"), theirs.pop("source_dir")
+    assert ours == theirs
