@@ -1,8 +1,10 @@
 """Arm measurements against the truth the synthetic generator stored.
 
 For each test galaxy of a prepared synthetic dataset: arms measured on the volunteers' mask
-(votes >= th at full resolution) and on the model's mask (a trained run), both with the disc
-geometry measured from the image, against the generator's arm count, pitch and chirality.
+(votes >= th at full resolution) and on the model's mask (a trained run), with the disc geometry
+measured (never the generator's): from the image alone, and with the volunteers' centre and star
+clicks (GZ:3D HDUs 6 and 7); against the generator's arm count, pitch, chirality and centre.
+Grand-design spirals only for pitch and count (a flocculent galaxy has no single true count).
 
 - median |pitch error|: over spirals where arms were found (length-weighted galaxy pitch);
 - arm-count accuracy: measured count equals the true count, over all galaxies (0 for arm-less);
@@ -19,15 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from galseg.arms import measure_arms
+from galseg.arms import disc_geometry, measure_arms
 from galseg.dataset import open_dataset
-from galseg.gz3d import read_gz3d
+from galseg.gz3d import read_gz3d, volunteer_hints
 from galseg.inference import load
 from galseg.io import progress
 from galseg.synthetic import truth_from_metadata
 
 
 def summarise(rows: list[dict], source: str) -> dict:
+    rows = [r for r in rows if r["kind"] != "flocculent"]
     truth_n = np.array([r["true_n"] for r in rows])
     found_n = np.array([r[f"{source}_n"] for r in rows])
     spirals = truth_n > 0
@@ -44,6 +47,9 @@ def summarise(rows: list[dict], source: str) -> dict:
         if spirals.any()
         else np.nan,
         "chirality_accuracy": float(np.mean(chirality)) if chirality.size else np.nan,
+        "centre_within_5px": float(
+            np.mean(np.array([r[f"{source}_centre_error"] for r in rows])[spirals] <= 5)
+        ),
     }
 
 
@@ -70,38 +76,51 @@ def main() -> None:
         truth = truth_from_metadata(galaxy.metadata)
         if truth is None:
             raise SystemExit(f"{row['SOURCE_FILE']}: not a synthetic galaxy, no truth to compare with")
-        record = {"true_n": truth.n_arms, "true_pitch": truth.pitch_deg, "true_chirality": truth.chirality}
+        record = {
+            "kind": truth.kind,
+            "true_n": truth.n_arms,
+            "true_pitch": truth.pitch_deg,
+            "true_chirality": truth.chirality,
+        }
         masks = {"volunteers": galaxy.spiral_votes >= args.threshold}
         if predictor is not None:
             masks["model"] = predictor.predict_image(galaxy.image)[0] > 0.5
+        centre, stars = volunteer_hints(galaxy)
+        geometries = {
+            "image": disc_geometry(galaxy.image),
+            "clicks": disc_geometry(galaxy.image, centre=centre, stars=stars),
+        }
         for source, mask in masks.items():
-            _, summary = measure_arms(mask, galaxy.image)
-            record.update(
-                {
-                    f"{source}_n": summary.n_arms,
-                    f"{source}_pitch": summary.pitch_deg,
-                    f"{source}_chirality": summary.chirality,
-                }
-            )
+            for how, geometry in geometries.items():
+                _, summary = measure_arms(mask, galaxy.image, geometry=geometry)
+                record.update(
+                    {
+                        f"{source}, {how}_n": summary.n_arms,
+                        f"{source}, {how}_pitch": summary.pitch_deg,
+                        f"{source}, {how}_chirality": summary.chirality,
+                        f"{source}, {how}_centre_error": float(
+                            np.hypot(geometry.x - truth.centre_x, geometry.y - truth.centre_y)
+                        ),
+                    }
+                )
         rows.append(record)
-    results = {
-        source: summarise(rows, source) for source in ("volunteers", "model") if f"{source}_n" in rows[0]
-    }
+    sources = [f"{m}, {g}" for m in ("volunteers", "model") for g in ("image", "clicks")]
+    results = {source: summarise(rows, source) for source in sources if f"{source}_n" in rows[0]}
     print(
         f"\n{len(rows)} synthetic galaxies ({args.split} split), masks at th={args.threshold}, "
-        "geometry from the image"
+        "geometry measured (from the image alone, or with the volunteers' centre and star clicks)"
     )
     print(
-        "| mask | spirals (arms found) | median abs pitch error | arm-count accuracy (all / spirals) | "
-        "chirality accuracy |"
+        "| mask, geometry | spirals (arms found) | median abs pitch error | "
+        "arm-count accuracy (all / spirals) | winding accuracy | centre within 5 px |"
     )
-    print("| --- | --- | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
     for source, r in results.items():
         print(
             f"| {source} | {r['spirals']} ({r['spirals_with_arms_found']}) | "
             f"{r['median_abs_pitch_error_deg']:.1f} deg"
             f" | {r['arm_count_accuracy']:.2f} / {r['arm_count_accuracy_spirals']:.2f} | "
-            f"{r['chirality_accuracy']:.2f} |"
+            f"{r['chirality_accuracy']:.2f} | {r['centre_within_5px']:.2f} |"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))

@@ -14,7 +14,9 @@ CENTRE = (SIZE - 1) / 2
 
 def spiral_galaxy(pitch_deg: float, winding: str, n_arms: int, inclination_deg: float, pa: float = 0.6):
     """A mask of n log-spiral arms (8 px wide, from r = 15 to 110 px in the disc) and an image of an
-    exponential disc, both seen at the given inclination and position angle."""
+    exponential disc, both seen at the given inclination and position angle. The image is as a
+    survey gives it: sky noise, a bright foreground star off the galaxy's centre, asinh-stretched
+    to 8 bits; the geometry is measured from it, never given."""
     q = np.cos(np.radians(inclination_deg))
     sign = 1 if winding == "Z" else -1
     c, s = np.cos(pa), np.sin(pa)
@@ -40,7 +42,11 @@ def spiral_galaxy(pitch_deg: float, winding: str, n_arms: int, inclination_deg: 
     y, x = np.mgrid[0:SIZE, 0:SIZE]
     dx, dy = x - CENTRE, CENTRE - y
     disc_r = np.hypot(dx * c + dy * s, (-dx * s + dy * c) / q)
-    image = np.repeat((200 * np.exp(-disc_r / 30))[..., None], 3, axis=2).astype(np.uint8)
+    rng = np.random.default_rng(int(pitch_deg * 10 + inclination_deg + n_arms))
+    flux = 150 * np.exp(-disc_r / 30) + rng.normal(0, 1, disc_r.shape)
+    flux += 3000 * np.exp(-0.5 * ((x - 60) ** 2 + (y - 190) ** 2) / 2.5**2)  # a star in the field
+    stretched = 255 * np.arcsinh(np.clip(flux, 0, None) / 3) / np.arcsinh(200)
+    image = np.repeat(np.clip(stretched, 0, 255)[..., None], 3, axis=2).astype(np.uint8)
     return mask, image, DiscGeometry(CENTRE, CENTRE, q, pa)
 
 

@@ -166,7 +166,7 @@ def test_dataset_targets_and_augmentation(prepared):
     splits = [len(ArmDataset(prepared, split=name)) for name in ("train", "val", "test")]
     assert len(plain) == splits[0] and all(splits) and sum(splits) == 60
 
-    augmented = ArmDataset(prepared, split="train", threshold=None, augment=True)
+    augmented = ArmDataset(prepared, split="train", threshold=None, augment=True, photometric=False)
     torch.manual_seed(0)
     seen = set()
     for _ in range(40):
@@ -182,6 +182,31 @@ def test_dataset_targets_and_augmentation(prepared):
         assert matches, "image and target were transformed differently"
         seen.add(matches[0])
     assert len(seen) >= 6
+
+
+def test_survey_augmentation_keeps_votes_whole_and_on_their_pixels():
+    from galseg.dataset import _rescale, augment_photometry
+
+    votes = torch.zeros(64, 64, dtype=torch.long)
+    votes[20:40, 10:30] = 3
+    votes[25:30, 15:20] = 7
+    image = (votes.float() / 15).expand(3, -1, -1).contiguous()
+    for scale in (0.6, 1.3):
+        small_image, small_votes = _rescale(image, votes, scale)
+        assert small_image.shape == image.shape and small_votes.shape == votes.shape
+        lit, voted = small_image[0] > 0.1, small_votes > 0
+        assert (lit & voted).sum() / (lit | voted).sum() > 0.8  # the votes moved with the light
+        assert set(small_votes.unique().tolist()) <= {0, 3, 7}
+    assert _rescale(image, votes, 0.6)[1].count_nonzero() < votes.count_nonzero()
+    torch.manual_seed(1)
+    grey = changed = 0
+    for _ in range(60):
+        out, out_votes = augment_photometry(image.clone(), votes.clone())
+        assert out.shape == image.shape and 0 <= out.min() and out.max() <= 1
+        assert set(out_votes.unique().tolist()) <= {0, 3, 7}
+        grey += bool(torch.equal(out[0], out[1]) and torch.equal(out[1], out[2]))
+        changed += not torch.allclose(out, image)
+    assert grey >= 10 and changed >= 55
 
 
 def _dihedral(x, k, flip):

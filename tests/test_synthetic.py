@@ -36,7 +36,10 @@ def test_about_a_quarter_of_galaxies_have_arm_pixels(sample):
     # and arms are drawn mostly where the generator put arms
     drawn_on_spirals = [g.spiral_votes.max() >= 3 for g, t in sample if t.n_arms]
     drawn_elsewhere = [g.spiral_votes.max() >= 3 for g, t in sample if not t.n_arms]
-    assert np.mean(drawn_on_spirals) > 0.7 and np.mean(drawn_elsewhere) < 0.02
+    assert np.mean(drawn_on_spirals) > 0.6 and np.mean(drawn_elsewhere) < 0.02
+    # volunteers as they are: on some spirals few draw, on others nearly all
+    drawers = [sum(1 for p in g.spiral_outlines() if p) / g.n_classifications for g, t in sample if t.n_arms]
+    assert np.percentile(drawers, 10) < 0.3 and np.percentile(drawers, 90) > 0.6
 
 
 def test_about_15_volunteers_and_metadata_agrees(sample):
@@ -52,7 +55,7 @@ def test_arms_hold_more_votes_on_their_ridge_than_at_their_edge(sample):
     ridge_means, voted_means = [], []
     for g, truth in sample:
         votes = g.spiral_votes
-        if not truth.n_arms or votes.max() < 5:
+        if truth.kind != "spiral" or votes.max() < 5:  # grand design: arms evenly spaced
             continue
         radii = truth.arm_start_px * np.geomspace(1.3, 2.0, 8)
         xy = np.concatenate([truth.ridge_xy(k, radii) for k in range(truth.n_arms)])
@@ -74,7 +77,20 @@ def test_truth_travels_in_the_metadata(sample):
     assert back.chirality == truth.chirality and back.kind == truth.kind
     assert back.arm_start_px == pytest.approx(truth.arm_start_px, rel=1e-6)
     assert back.pitch_deg == pytest.approx(truth.pitch_deg, rel=1e-6)
-    assert 5 <= truth.pitch_deg <= 40 and 1 <= truth.n_arms <= 4
+    assert 5 <= truth.pitch_deg <= 40 and 1 <= truth.n_arms <= (6 if truth.kind == "spiral" else 14)
+
+
+def test_the_sky_is_rendered_on_the_survey_grid_so_noise_is_correlated():
+    """Rendered on 0.396" pixels and resampled 4x, like real GZ:3D cutouts: neighbouring pixels
+    share their noise, pixels four apart barely do."""
+    made = (synthesize(i, seed=2, size=525) for i in range(20))
+    galaxy = next(g for g, t in made if t.kind == "elliptical")
+    grey = galaxy.image.astype(float).mean(axis=2)
+    corners = [grey[:64, :64], grey[:64, -64:], grey[-64:, :64], grey[-64:, -64:]]
+    sky = min(corners, key=np.var)  # the emptiest corner: no star or neighbour in it
+    sky = sky - sky.mean()
+    correlation = [float((sky[:, :-lag] * sky[:, lag:]).mean() / sky.var()) for lag in (1, 4)]
+    assert correlation[0] > 0.7 and abs(correlation[1]) < 0.35
 
 
 def test_same_seed_same_bytes_and_galaxies_do_not_depend_on_n(tmp_path):

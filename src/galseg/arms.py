@@ -2,8 +2,11 @@
 
 From an arm mask (or probability map) and the image:
 
-1. the centre: the brightest point of the smoothed image near the middle (or given);
-2. the disc's axis ratio and position angle from the second moments of its light (or given);
+1. the sky and its noise from sigma-clipped statistics; stars masked (given, or found as compact
+   sources); the centre: given (GZ:3D's centre clicks) or the brightest smoothed point near the
+   middle with stars masked;
+2. the disc's axis ratio and position angle from the second moments of the galaxy's own light
+   (the connected region above the sky that holds the centre), or given;
 3. deprojection of the mask to face-on, so a circle in the disc is a circle here;
 4. arms = connected components of the face-on mask outside a small central zone (where arms
    meet the bulge), each fitted with a logarithmic spiral r = r0 exp(theta tan(phi)): theta is
@@ -21,6 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from astropy.stats import sigma_clipped_stats
 from scipy import ndimage
 
 from galseg import GalsegError
@@ -69,50 +73,134 @@ class ArmSummary:
     chirality_agreement: float
 
 
+STRETCH_RANGE = np.arcsinh(200.0)
+"""8-bit cutouts are asinh-stretched; inverting a stretch softened at 1/200 of full scale (as
+SDSS and galseg's synthetic colour images are made) brings their pixels back near linear flux."""
+
+
+def linear_flux(image: np.ndarray) -> np.ndarray:
+    """(H, W) flux, near linear, of an (H, W, 3) or (H, W) image: 8-bit pixels have the asinh
+    stretch undone; float data (FITS) is taken as it is. Bands are summed."""
+    data = np.asarray(image)
+    grey = data.astype(np.float64).mean(axis=2) if data.ndim == 3 else data.astype(np.float64)
+    if data.dtype == np.uint8:
+        grey = np.sinh(grey / 255.0 * STRETCH_RANGE)
+    return grey
+
+
+def sky_level(flux: np.ndarray) -> tuple[float, float]:
+    """(sky, noise) of an image from 3-sigma-clipped statistics of all its pixels (astropy),
+    so the galaxy and stars do not bias them and the noise is never zero."""
+    sample = flux[::3, ::3] if flux.size > 40_000 else flux  # a ninth of a big image is plenty
+    _, median, std = sigma_clipped_stats(sample, sigma=3.0, maxiters=10)
+    return float(median), float(std) if std > 0 else float(np.std(flux) or 1.0)
+
+
 def luminance(image: np.ndarray) -> np.ndarray:
-    """Sky-subtracted brightness (H, W) of an (H, W, 3) or (H, W) image, floored at zero."""
-    grey = image.astype(np.float64).mean(axis=2) if image.ndim == 3 else image.astype(np.float64)
-    return np.clip(grey - np.median(grey), 0, None)
+    """Sky-subtracted near-linear flux (H, W), floored at zero: the light the arms' share is of."""
+    flux = linear_flux(image)
+    return np.clip(flux - sky_level(flux)[0], 0, None)
 
 
-def find_centre(image: np.ndarray) -> tuple[float, float]:
-    """The brightest point of the smoothed image within the middle half: the bulge, not a star
-    near the edge."""
-    light = ndimage.uniform_filter(
-        luminance(image), size=max(3, (min(image.shape[:2]) // 40) | 1), mode="nearest"
-    )
+def compact_sources(
+    flux: np.ndarray, *, sky: float, noise: float, psf_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean mask of point-like sources (stars): where the white top-hat (the light a grey
+    opening a few PSFs wide removes) stands 5 noise sigmas above, and three times as high as the
+    extended light under it; grown by two PSF widths. A galaxy's own centre, even a compact
+    bulge, rises out of its disc and stays unmasked. Returns (mask, the extended light alone)."""
+    width = max(3, int(4 * psf_px) | 1)
+    extended = ndimage.grey_opening(flux, size=(width, width), mode="nearest")
+    excess = flux - extended
+    peaks = (excess > 5 * noise) & (excess > 3 * np.clip(extended - sky, 0, None))
+    peaks = ndimage.binary_opening(peaks, structure=np.ones((2, 2), bool))
+    grow = 2 * max(1, int(2 * psf_px)) + 1
+    return ndimage.maximum_filter(peaks, size=grow), extended  # a square grown at once: fast
+
+
+def _star_mask(shape: tuple[int, int], stars: np.ndarray | None) -> np.ndarray:
+    """Discs around known stars, (N, 3) rows of x, y, radius in pixels (GZ:3D HDU 7)."""
+    mask = np.zeros(shape, dtype=bool)
+    if stars is None or not len(stars):
+        return mask
+    y, x = np.ogrid[: shape[0], : shape[1]]
+    for sx, sy, radius in np.asarray(stars, dtype=float):
+        mask |= (x - sx) ** 2 + (y - sy) ** 2 <= radius**2
+    return mask
+
+
+def find_centre(
+    image: np.ndarray,
+    *,
+    exclude: np.ndarray | None = None,
+    fill: np.ndarray | None = None,
+    sky: float | None = None,
+) -> tuple[float, float]:
+    """The brightest point of the image smoothed over 3% of its size, within the middle half, with
+    ``exclude`` (stars) replaced by ``fill`` (the extended light under them; else the sky) first:
+    the bulge, not a foreground star."""
+    flux = linear_flux(image)
+    sky = sky_level(flux)[0] if sky is None else sky
+    if exclude is not None and exclude.any():
+        flux = np.where(exclude, sky if fill is None else fill, flux)
+    light = ndimage.gaussian_filter(flux, sigma=max(1.0, 0.03 * min(flux.shape)))
     h, w = light.shape
     y, x = np.mgrid[0:h, 0:w]
     middle = (np.abs(x - (w - 1) / 2) < w / 4) & (np.abs(y - (h - 1) / 2) < h / 4)
     row, col = np.unravel_index(np.argmax(np.where(middle, light, -np.inf)), light.shape)
+    # refine to the light-weighted centroid of the peak's neighbourhood (sub-pixel, robust to noise)
+    r = max(2, int(0.02 * min(h, w)))
+    window = np.s_[max(row - r, 0) : row + r + 1, max(col - r, 0) : col + r + 1]
+    weights = np.clip(light[window] - sky, 0, None)
+    if weights.sum() > 0:
+        return float((x[window] * weights).sum() / weights.sum()), float(
+            (y[window] * weights).sum() / weights.sum()
+        )
     return float(col), float(row)
 
 
-def disc_geometry(image: np.ndarray, *, centre: tuple[float, float] | None = None) -> DiscGeometry:
-    """Axis ratio and position angle from the light's second moments about the centre, within the
-    radius holding most of the light above the sky (the outer disc sets the inclination)."""
-    cx, cy = centre if centre is not None else find_centre(image)
-    light = luminance(image)
-    h, w = light.shape
-    y, x = np.mgrid[0:h, 0:w]
-    dx, dy = x - cx, cy - y  # y up, so angles run anticlockwise as displayed
-    r = np.hypot(dx, dy)
-    noise = 1.4826 * np.median(np.abs(light - np.median(light))) + 1e-9
-    weights = np.where((light > 3 * noise) & (r < 0.45 * min(h, w)), light, 0.0)
-    # the square root tempers the bulge, whose round light would pull the axis ratio towards 1
-    weights = np.sqrt(weights)
-    if weights.sum() <= 0:
+def disc_geometry(
+    image: np.ndarray,
+    *,
+    centre: tuple[float, float] | None = None,
+    stars: np.ndarray | None = None,
+    psf_px: float | None = None,
+) -> DiscGeometry:
+    """Centre, axis ratio and position angle of the galaxy alone.
+
+    Sky and noise come from sigma-clipped statistics of the whole (unclipped) image; stars are
+    masked (``stars``: GZ:3D's star clusters as x, y, radius rows, plus any compact source
+    found); the galaxy is the connected region of the smoothed light above its outer isophote
+    that holds the centre. The axis ratio and angle are the second moments of that region.
+    ``centre``: e.g. the volunteers' centre clicks (GZ:3D HDU 6), else found by
+    :func:`find_centre`.
+    """
+    flux = linear_flux(image)
+    h, w = flux.shape
+    sky, noise = sky_level(flux)
+    psf_px = psf_px or max(1.5, 0.01 * min(h, w))
+    compact, extended = compact_sources(flux, sky=sky, noise=noise, psf_px=psf_px)
+    masked = _star_mask((h, w), stars) | compact
+    cx, cy = centre if centre is not None else find_centre(image, exclude=masked, fill=extended, sky=sky)
+    near_centre = (np.arange(h)[:, None] - cy) ** 2 + (np.arange(w)[None, :] - cx) ** 2 < (3 * psf_px) ** 2
+    masked &= ~near_centre  # the bulge is not a star
+    clean = np.where(masked, extended, flux)
+    # the outer isophote, over the arms: light smoothed over two PSFs, above 3 smoothed noise
+    # sigmas and 5% of the centre's light; the region holding the centre, holes (stars) filled
+    smooth = ndimage.gaussian_filter(clean, sigma=2 * psf_px)
+    row, col = int(np.clip(round(cy), 0, h - 1)), int(np.clip(round(cx), 0, w - 1))
+    level = sky + max(3 * noise / (2 * psf_px), 0.05 * (smooth[row, col] - sky))
+    labels, _ = ndimage.label(smooth > level)
+    if labels[row, col] == 0:
         return DiscGeometry(cx, cy)
-    total = weights.sum()
-    cov = (
-        np.array(
-            [
-                [np.sum(weights * dx * dx), np.sum(weights * dx * dy)],
-                [np.sum(weights * dx * dy), np.sum(weights * dy * dy)],
-            ]
-        )
-        / total
-    )
+    galaxy = ndimage.binary_fill_holes(labels == labels[row, col])
+    if galaxy.sum() < 10:
+        return DiscGeometry(cx, cy)
+    y, x = np.nonzero(galaxy)
+    dx, dy = x - cx, cy - y  # y up, so angles run anticlockwise as displayed
+    # uniform weights: for an elliptical region the moments give its axis ratio exactly, and the
+    # bright round bulge cannot pull it towards 1
+    cov = np.cov(np.stack([dx, dy]), bias=True)
     values, vectors = np.linalg.eigh(cov)
     ratio = float(np.sqrt(max(values[0], 1e-12) / max(values[1], 1e-12)))
     major = vectors[:, 1]

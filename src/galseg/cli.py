@@ -136,15 +136,23 @@ def _predict(args: argparse.Namespace) -> int:
     from galseg.inference import load
     from galseg.plots import prediction_overlay
     from galseg.predict import predict_files
-    from galseg.train import parse_thresholds, start_runtime
+    from galseg.ready import ready_run
+    from galseg.train import RUN_FILE, parse_thresholds, start_runtime
 
+    first = Path(args.inputs[0])
+    if (first / RUN_FILE).is_file():
+        run, inputs = first, args.inputs[1:]
+    else:
+        run, inputs = ready_run(), args.inputs
+    if not inputs:
+        raise GalsegError(f"{run}: no inputs after the run folder; give image files or folders")
     runtime = start_runtime(args.device)
-    predictor = load(args.run, device=runtime.device, precision=args.precision)
+    predictor = load(run, device=runtime.device, precision=args.precision)
     if args.thresholds:
         predictor = predictor.select(parse_thresholds(args.thresholds))
     catalogue = predict_files(
         predictor,
-        args.inputs,
+        inputs,
         args.out,
         catalogue=args.catalogue,
         batch_size=args.batch_size,
@@ -165,6 +173,13 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _ready_model(args: argparse.Namespace) -> int:
+    from galseg.ready import build_ready_model
+
+    build_ready_model(args.work, real=args.real, log=lambda line: print(line, flush=True))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from galseg.demo import DemoSettings, run_demo
 
@@ -172,7 +187,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.separate:
         overrides["head"] = "binary"
     settings = DemoSettings.quick(**overrides) if args.quick else DemoSettings(**overrides)
-    run_demo(args.out, settings, log=lambda line: print(line, flush=True))
+    run_demo(args.out, settings, real=args.real, log=lambda line: print(line, flush=True))
     return 0
 
 
@@ -336,8 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="arm masks and a catalogue for new images (GZ:3D, FITS, PNG, JPEG)")
-    p.add_argument("run", type=Path, help="a run folder made by galseg train")
-    p.add_argument("inputs", nargs="+", help="image files, folders, or text files listing paths")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="[RUN] INPUT",
+        help="a run folder made by galseg train (optional: galseg's ready model otherwise), then "
+        "image files, folders, or text files listing paths",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--thresholds", default=None, help="a subset of the run's thresholds, e.g. 3 or 1,3,5")
     p.add_argument("--catalogue", default="catalogue.ecsv", help="file name; .ecsv, .csv, .fits or .parquet")
@@ -366,6 +386,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_predict)
 
+    p = sub.add_parser(
+        "ready-model", help="make the network shipped with galseg (fixed seeds), with its real-image check"
+    )
+    p.add_argument("--work", type=Path, default=Path("ready-model-work"), help="working folder (resumable)")
+    p.add_argument(
+        "--real",
+        type=Path,
+        default=Path("../shared/real"),
+        help="real cutouts to check it on (never to train)",
+    )
+    p.set_defaults(func=_ready_model)
+
     p = sub.add_parser("demo", help="the whole study on synthetic galaxies, with an HTML report")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument(
@@ -375,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a smoke test: under two minutes")
     p.add_argument(
         "--separate", action="store_true", help="six networks, one per threshold (the paper's way)"
+    )
+    p.add_argument(
+        "--real",
+        type=Path,
+        default=Path("../shared/real"),
+        help="real cutouts to check the network on, beside the synthetic galaxies (skipped if absent)",
     )
     p.set_defaults(func=_demo)
     return parser

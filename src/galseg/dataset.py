@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from astropy.table import Table
 
 from galseg import THRESHOLDS, GalsegError, __version__
@@ -74,10 +75,12 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def resize_votes(votes: np.ndarray, size: int) -> np.ndarray:
-    """Resample a vote-count map to (size, size) whole counts in 0..15 (area mean, rounded).
+    """Resample a vote-count map to (size, size) whole counts in 0..15.
 
-    Rounding the area mean keeps a pixel at >= th votes when most of its area is, so each
-    threshold mask shrinks like the binary mask itself would.
+    Each output pixel is the area-weighted mean count of the input pixels it covers, rounded to
+    the nearest whole count (halves to even) and clipped at 15: it reaches th votes when the mean
+    count over its area is th - 0.5 or more, so a pixel half covered by th votes and half by none
+    drops below th. No threshold mask needs counts above 15.
     """
     out = area_average(area_average(votes, size, 0), size, 1)
     return np.clip(np.rint(out), 0, MAX_VOTES).astype(np.uint8)
@@ -171,7 +174,9 @@ def _prepare_one(args: tuple[Path, Path, int]) -> _Prepared:
     meta = galaxy.metadata
     # HDU 3 should be the outlines of HDU 9 rasterised; the panel reference relies on it, so the
     # difference is measured here rather than assumed to be zero
-    redrawn = votes_from_paths(galaxy.spiral_paths["spiral_paths"], galaxy.spiral_votes.shape)
+    paths = galaxy.spiral_paths["spiral_paths"]
+    drawn = galaxy.spiral_votes.max() > 0 or any(len(text.strip()) > 2 for text in paths)
+    redrawn = votes_from_paths(paths, galaxy.spiral_votes.shape) if drawn else galaxy.spiral_votes
     return _Prepared(
         source=source,
         mangaid=galaxy.mangaid,
@@ -476,13 +481,80 @@ def undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.flip(x, dims=(-1,)) if flip else x
 
 
+def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(C, H, W) blurred by a separable Gaussian of ``sigma`` pixels (edges reflected)."""
+    radius = max(1, int(3 * sigma + 0.5))
+    x = torch.arange(-radius, radius + 1, dtype=image.dtype)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = image.shape[0]
+    out = F.pad(image[None], (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    out = F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return out[0]
+
+
+def _rescale(image: torch.Tensor, votes: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zoom about the centre by ``scale`` keeping the size: out (< 1) pads with sky like the
+    border's, in (> 1) crops; votes follow by nearest neighbour, so counts stay whole."""
+    size = image.shape[-1]
+    inner = max(8, int(round(size * scale)))
+    if inner == size:
+        return image, votes
+    image = F.interpolate(
+        image[None], size=(inner, inner), mode="bilinear", antialias=True, align_corners=False
+    )[0]
+    votes = F.interpolate(votes[None, None].float(), size=(inner, inner), mode="nearest")[0, 0].long()
+    if inner > size:
+        lo = (inner - size) // 2
+        return image[:, lo : lo + size, lo : lo + size], votes[lo : lo + size, lo : lo + size]
+    # the new border is sky: the old border's level and noise, never a copy of the galaxy
+    frame = torch.cat([image[:, :2].flatten(1), image[:, -2:].flatten(1), image[:, :, :2].flatten(1)], dim=1)
+    sky, noise = frame.median(dim=1).values, frame.std(dim=1)
+    canvas = sky.view(-1, 1, 1) + noise.view(-1, 1, 1) * torch.randn(image.shape[0], size, size)
+    lo = (size - inner) // 2
+    canvas[:, lo : lo + inner, lo : lo + inner] = image
+    padded = torch.zeros(size, size, dtype=votes.dtype)
+    padded[lo : lo + inner, lo : lo + inner] = votes
+    return canvas, padded
+
+
+def augment_photometry(image: torch.Tensor, votes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random changes real surveys make and our renderer does not vary enough: the galaxy's size in
+    the frame, grey single-band inputs, colour balance, stretch (gamma), sky level and contrast,
+    seeing (blur) and noise (white or correlated). Draws from torch's global generator, which the
+    training loop seeds per epoch, so resumed runs replay it."""
+    u = torch.rand(12).tolist()
+    if u[0] < 0.5:
+        image, votes = _rescale(image, votes, 0.55 + 0.8 * u[1])
+    if u[2] < 0.3:  # one band, shown grey (FITS r-band cutouts, SpArcFiRe's PNGs)
+        image = image.mean(0, keepdim=True).expand(3, -1, -1)
+    elif u[2] < 0.8:
+        image = image * (0.75 + 0.5 * torch.rand(3, 1, 1))
+    image = image.clamp(0, 1) ** float(np.exp(np.log(0.6) + u[3] * np.log(1.6 / 0.6)))
+    if u[4] < 0.35:  # a sky clipped at a low percentile sits mid-grey
+        sky = 0.45 * u[5]
+        image = sky + (1 - sky) * image
+    image = image * (0.7 + 0.6 * u[6])
+    if u[7] < 0.3:
+        image = _gaussian_blur(image, 0.3 + 1.2 * u[8])
+    if u[9] < 0.5:
+        noise = torch.randn(1 if u[2] < 0.3 else 3, *image.shape[1:]).expand(3, -1, -1)
+        if u[10] < 0.5:
+            noise = _gaussian_blur(noise.contiguous(), 1.0)
+            noise = noise / noise.std().clamp_min(1e-6)
+        image = image + 0.08 * u[11] * noise
+    return image.clamp(0, 1), votes
+
+
 class ArmDataset(torch.utils.data.Dataset):
     """(image, target) pairs from a prepared dataset.
 
     image: float32 (3, S, S) in [0, 1]. target: int64 (S, S) class indices ``votes >= threshold``
     for a single-threshold model, or the raw vote counts (int64, 0..15) when ``threshold`` is
     None, for models that learn all six levels at once. With ``augment``, one of the eight
-    flips/rotations is drawn per item and applied identically to image and target.
+    flips/rotations is drawn per item and applied identically to image and target, after the
+    survey-like changes of :func:`augment_photometry` (unless ``photometric`` is False).
     """
 
     def __init__(
@@ -492,12 +564,14 @@ class ArmDataset(torch.utils.data.Dataset):
         split: str | None = "train",
         threshold: int | None = 3,
         augment: bool = False,
+        photometric: bool = True,
         indices: Sequence[int] | None = None,
     ) -> None:
         self.folder = dataset.folder
         self.rows = np.asarray(indices if indices is not None else dataset.indices(split), dtype=np.int64)
         self.threshold = threshold
         self.augment = augment
+        self.photometric = photometric
         self._images: np.ndarray | None = None
         self._votes: np.ndarray | None = None
 
@@ -516,6 +590,9 @@ class ArmDataset(torch.utils.data.Dataset):
         votes = torch.from_numpy(np.array(self._votes[row])).long()
         target = votes if self.threshold is None else (votes >= self.threshold).long()
         if self.augment:
+            if self.photometric:
+                image, votes = augment_photometry(image, votes)
+                target = votes if self.threshold is None else (votes >= self.threshold).long()
             k, flip = DIHEDRAL[int(torch.randint(len(DIHEDRAL), ()))]
             image, target = dihedral(image, k, flip), dihedral(target, k, flip)
         return image.contiguous(), target.contiguous()

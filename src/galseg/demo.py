@@ -19,11 +19,17 @@ import numpy as np
 
 from galseg import __version__
 from galseg.dataset import open_dataset, prepare
-from galseg.evaluate import evaluate_run
+from galseg.evaluate import evaluate_real, evaluate_run, real_examples, real_markdown, real_summary
 from galseg.inference import load
 from galseg.io import progress
 from galseg.metrics import confusion, human_reference_markdown, pooled_iou, scores, table1_markdown
-from galseg.plots import evaluation_figures, figure_3_after_each_epoch, gz3d_preview, prediction_overlay
+from galseg.plots import (
+    evaluation_figures,
+    figure_3_after_each_epoch,
+    gz3d_preview,
+    prediction_overlay,
+    real_galaxies_figure,
+)
 from galseg.predict import predict_files
 from galseg.synthetic import write_synthetic
 from galseg.train import TrainConfig, read_run, train
@@ -98,8 +104,16 @@ def _human_verdict(table) -> str:
     return "<ul>" + "".join(lines) + "</ul>"
 
 
-def run_demo(out: str | os.PathLike[str], settings: DemoSettings, *, log=print) -> Path:
-    """Run every stage into ``out`` and return the path of the HTML report."""
+def run_demo(
+    out: str | os.PathLike[str],
+    settings: DemoSettings,
+    *,
+    real: str | os.PathLike[str] | None = None,
+    log=print,
+) -> Path:
+    """Run every stage into ``out`` and return the path of the HTML report. With ``real`` (a
+    folder like ``shared/real``) the network is also checked on real galaxies, beside the
+    synthetic ones."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -160,8 +174,15 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings, *, log=print) 
     predicted = predict_files(predictor, chosen, out / "predictions", overlay=prediction_overlay, workers=0)
     done("predict")
 
+    real_check = None
+    if real is not None and Path(real).is_dir():
+        stage("real galaxies")
+        real_check = real_summary(evaluate_real(predictor, real))
+        real_galaxies_figure(**real_examples(predictor, real), path=figures / "real_galaxies.png")
+        done("real galaxies")
+
     timings["total"] = sum(timings.values())
-    report = write_report(out, settings, run, evaluation, comparison, predicted, timings)
+    report = write_report(out, settings, run, evaluation, comparison, predicted, timings, real_check)
     log(f"report: {report} (stages took {timings['total']:.0f} s)")
     return report
 
@@ -196,6 +217,7 @@ SECTIONS = (
     "Metric histograms",
     "Six thresholds, one galaxy",
     "Predictions on held-out galaxies",
+    "Real galaxies",
     "Detection",
     "Human reference",
     "Calibration",
@@ -212,6 +234,7 @@ def write_report(
     comparison: dict,
     predicted,
     timings: dict[str, float],
+    real_check=None,
 ) -> Path:
     """One self-contained HTML page; its figures are also kept as PNG under ``out/figures``."""
     figures = out / "figures"
@@ -276,6 +299,16 @@ def write_report(
         "Detection": "<p>Does the model find arms in the galaxies where volunteers drew them?</p>"
         + _table(detection_rows, list(evaluation.detection.colnames))
         + _img(figures / "detection.png", "detection"),
+        "Real galaxies": (
+            "<p>The same network on real SDSS and DECaLS cutouts (<code>shared/real</code>: SpArcFiRe's "
+            "arm masks and Galaxy Zoo votes; never used for training). Arm recall and precision count "
+            "a pixel within 3 network pixels of SpArcFiRe's arms. Compare with Table 1 above, on the "
+            "synthetic test galaxies.</p>"
+            + _markdown_table(real_markdown(real_check))
+            + _img(figures / "real_galaxies.png", "real galaxies")
+            if real_check is not None
+            else "<p>(no real cutouts given: run with <code>--real ../shared/real</code>)</p>"
+        ),
         "Human reference": "<p>The volunteers of each test galaxy are split at random into two disjoint "
         "panels, ten times. Panel A's consensus (threshold scaled to its size) and the model's mask are "
         "both scored against panel B's consensus: the same galaxies, splits and reference, so the two "

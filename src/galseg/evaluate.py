@@ -396,6 +396,20 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
     return Table(rows=rows)
 
 
+def real_examples(predictor: Predictor, folder: str | os.PathLike[str], *, count: int = 12) -> dict:
+    """Inputs of the real-galaxies figure: every third labelled cutout (spirals and smooth ones
+    alike, not the best), with P(votes >= 1) and P(votes >= 3) and any SpArcFiRe arm mask."""
+    chosen = [g for g in real_galaxies(folder) if g.kind in ("spiral", "smooth")][::3][:count]
+    planes = [predictor.thresholds.index(t) for t in (1, 3) if t in predictor.thresholds]
+    images = [read_picture(g.path) for g in chosen]
+    return {
+        "images": images,
+        "probabilities": [predictor.predict_image(image)[planes] for image in images],
+        "references": [read_picture(g.arm_mask)[..., 0] > 127 if g.arm_mask else None for g in chosen],
+        "titles": [f"{g.name[-22:]} ({g.kind})" for g in chosen],
+    }
+
+
 def real_summary(per_galaxy: Table) -> Table:
     """Per threshold: arm recall and precision against SpArcFiRe (mean over its non-weak galaxies,
     and pooled), share of Galaxy Zoo spirals and of smooth galaxies given arms, and pitch and

@@ -212,8 +212,8 @@ def _read_wcs(hdul: fits.HDUList) -> WCS:
 def read_gz3d(path: str | os.PathLike[str], *, outlines: bool = True, raw: bytes | None = None) -> GZ3DGalaxy:
     """Read one GZ:3D file (``.fits`` or ``.fits.gz``), checking every HDU's type and shape.
 
-    With ``outlines=False`` the cluster, click and outline tables (HDUs 6-10) are checked but
-    not decoded (left None): four times faster, and all that training needs. ``raw``: the
+    With ``outlines=False`` the click and outline tables (HDUs 8-10) are checked but not decoded
+    (left None): four times faster, and all that training needs. ``raw``: the
     file's bytes (inflated) when the caller has read them already. Reading is bounded by
     :mod:`galseg.io`'s byte budgets, so a decompression bomb is refused, not inflated.
 
@@ -322,7 +322,8 @@ def _read_hdul(hdul: fits.HDUList, path: Path, outlines: bool) -> GZ3DGalaxy:
         present = _table_columns(hdu)
         missing = [c for c in columns if c not in present]
         _check(not missing, path, index, f"lacks column(s) {', '.join(missing)}")
-        tables[index] = Table(hdu.data) if outlines or index == HDU_METADATA else None
+        cheap = index in (HDU_METADATA, HDU_CENTER_CLUSTERS, HDU_STAR_CLUSTERS)  # a few rows each
+        tables[index] = Table(hdu.data) if outlines or cheap else None
     metadata = tables[HDU_METADATA]
     _check(len(metadata) == 1, path, HDU_METADATA, f"should have one row, found {len(metadata)}")
     for name in metadata.colnames:
@@ -347,6 +348,24 @@ def _read_hdul(hdul: fits.HDUList, path: Path, outlines: bool) -> GZ3DGalaxy:
         path=path,
         n_classifications=int(hdul[HDU_SPIRAL_PATHS].header.get("NAXIS2", 0)),
     )
+
+
+def volunteer_hints(galaxy: GZ3DGalaxy) -> tuple[tuple[float, float] | None, np.ndarray | None]:
+    """The volunteers' centre (the centre cluster with most clicks, HDU 6) and their stars as
+    (N, 3) rows of x, y and a masking radius (three cluster sigmas, at least 1% of the image,
+    HDU 7); None where the file has none."""
+    centre = None
+    clusters = galaxy.center_clusters
+    if clusters is not None and len(clusters):
+        best = clusters[int(np.argmax(np.asarray(clusters["count"])))]
+        centre = (float(best["x"]), float(best["y"]))
+    stars = None
+    if galaxy.star_clusters is not None and len(galaxy.star_clusters):
+        t = galaxy.star_clusters
+        spread = np.sqrt(np.clip((np.asarray(t["var_x"]) + np.asarray(t["var_y"])) / 2, 0, None))
+        radius = np.maximum(3 * spread, 0.01 * max(galaxy.image.shape[:2]))
+        stars = np.stack([np.asarray(t["x"], float), np.asarray(t["y"], float), radius], axis=1)
+    return centre, stars
 
 
 # ----------------------------------------------------------------------------- writing

@@ -320,3 +320,37 @@ def prediction_overlay(
         ax.set_yticks([])
     fig.tight_layout()
     return _save(fig, path)
+
+
+def real_galaxies_figure(
+    images: Sequence[np.ndarray],
+    probabilities: Sequence[np.ndarray],
+    references: Sequence[np.ndarray | None],
+    titles: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    columns: int = 4,
+) -> Path:
+    """Real cutouts with the predicted arms (th = 1 and 3 outlines, ``probabilities`` (2, H, W))
+    and, where there is one, SpArcFiRe's arm mask as a dotted outline."""
+    n = len(images)
+    rows = int(np.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.75 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i, (image, p, reference, title) in enumerate(
+        zip(images, probabilities, references, titles, strict=True)
+    ):
+        ax = axes[i // columns, i % columns]
+        ax.imshow(image, origin="upper")
+        for plane, colour in zip(p, ("#ffd54f", "#ff1744"), strict=False):
+            if plane.max() > 0.5:
+                ax.contour(plane, levels=[0.5], colors=[colour], linewidths=0.8)
+        if reference is not None and reference.any():
+            ax.contour(
+                reference.astype(float), levels=[0.5], colors=["#00e5ff"], linewidths=0.6, linestyles=":"
+            )
+        ax.set_title(title, fontsize=7)
+    fig.suptitle("real galaxies: yellow th=1, red th=3, dotted cyan SpArcFiRe's arms", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

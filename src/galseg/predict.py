@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from scipy import ndimage
 from galseg import GalsegError, __version__
 from galseg.arms import Arm, ArmSummary, DiscGeometry, disc_geometry, measure_arms
 from galseg.dataset import resize_image
-from galseg.gz3d import N_HDUS, read_gz3d, wcs_header
+from galseg.gz3d import N_HDUS, read_gz3d, volunteer_hints, wcs_header
 from galseg.inference import Predictor, upsample
 from galseg.io import (
     atomic_path,
@@ -118,6 +120,8 @@ class InputImage:
     wcs: WCS | None
     source: str
     warning: str = ""
+    centre: tuple[float, float] | None = None  # the volunteers' centre clicks (GZ:3D HDU 6)
+    stars: np.ndarray | None = None  # their stars: x, y, radius rows (GZ:3D HDU 7)
 
 
 def _read_fits_image(path: Path, hdul: fits.HDUList) -> tuple[np.ndarray, WCS | None]:
@@ -153,6 +157,7 @@ def read_input(path: Path) -> InputImage:
     Every read is bounded (:mod:`galseg.io`): file size, inflated size and pixel count.
     """
     name = _stem(path)
+    centre = stars = None
     if path.name.lower().endswith((".png", ".jpg", ".jpeg")):
         image, wcs = read_picture(path), None
     else:
@@ -171,13 +176,14 @@ def read_input(path: Path) -> InputImage:
         if is_gz3d:
             galaxy = read_gz3d(path, outlines=False, raw=raw)
             name, image, wcs = galaxy.mangaid, galaxy.image, galaxy.wcs
+            centre, stars = volunteer_hints(galaxy)
     if min(image.shape[:2]) < MIN_SIDE_PX:
         raise GalsegError(
             f"{path}: {image.shape[1]} x {image.shape[0]} pixels is too small "
             f"(galseg needs at least {MIN_SIDE_PX} x {MIN_SIDE_PX})"
         )
     warning = "the image is constant: nothing to find" if image.min() == image.max() else ""
-    return InputImage(printable(name), np.ascontiguousarray(image), wcs, str(path), warning)
+    return InputImage(printable(name), np.ascontiguousarray(image), wcs, str(path), warning, centre, stars)
 
 
 def _short(exc: BaseException) -> str:
@@ -274,7 +280,7 @@ def measure_all(
     source: InputImage, probabilities: np.ndarray, thresholds: Sequence[int]
 ) -> tuple[DiscGeometry, dict[int, tuple[list[Arm], ArmSummary]]]:
     """Arms at every threshold, with one disc geometry measured from the image and shared."""
-    geometry = disc_geometry(source.image)
+    geometry = disc_geometry(source.image, centre=source.centre, stars=source.stars)
     arcsec = None
     if source.wcs is not None:
         arcsec = float(np.mean(proj_plane_pixel_scales(source.wcs.celestial)) * 3600)
@@ -398,6 +404,68 @@ def _finished(target: Path, run_id: str, stamp: tuple[int, int]) -> bool:
     return header.get("RUNID") == run_id and (header.get("INBYTES"), header.get("INMTIME")) == stamp
 
 
+@dataclass
+class _Finish:
+    """What the pool needs to finish one galaxy after the network: its probabilities at the
+    network's size (small to send), the input, and where the result goes."""
+
+    index: int
+    source: InputImage
+    footprint: np.ndarray
+    p_small: np.ndarray
+    spread_small: np.ndarray | None
+    thresholds: tuple[int, ...]
+    target: Path
+    overlay_path: Path | None
+    overlay: Callable[..., object] | None
+    measure: bool
+    provenance: dict
+
+
+def _post_worker() -> None:
+    die_with_parent()
+    torch.set_num_threads(1)  # the network has the cores; each post worker takes one
+
+
+def _finish(work: _Finish) -> tuple[int, tuple | None, str | None]:
+    """Masks, statistics and arms of one galaxy, written whole; returns (index, what the
+    catalogue needs, None) or (index, None, the error)."""
+    try:
+        source, thresholds = work.source, work.thresholds
+        p_full = upsample(work.p_small, source.image.shape[:2])
+        spread = (
+            upsample(work.spread_small, source.image.shape[:2]) if work.spread_small is not None else None
+        )
+        stats = arm_statistics(p_full, thresholds, work.footprint)
+        geometry, arms = measure_all(source, p_full, thresholds) if work.measure else (None, {})
+        add_arm_summaries(stats, arms, measured=work.measure)
+        buffer = io.BytesIO()
+        hdus = mask_hdus(p_full, thresholds, source.wcs, stats, work.provenance, spread=spread)
+        if geometry is not None:
+            hdus.append(arms_hdu(arms, geometry))
+        hdus.writeto(buffer)
+        atomic_write_bytes(work.target, gzip_bytes(buffer.getvalue()))
+        if work.overlay is not None:
+            work.overlay(source, p_full, thresholds, work.overlay_path, arms=arms, geometry=geometry)
+        return (
+            work.index,
+            (
+                source.name,
+                source.image.shape[:2],
+                stats.as_array(),  # plain structured arrays: a Table per galaxy would grow memory
+                Table(hdus["ARMS"].data).as_array() if geometry is not None else None,
+                source.warning,
+            ),
+            None,
+        )
+    except Exception as exc:  # noqa: BLE001 - one odd galaxy must not lose the others
+        return (
+            work.index,
+            None,
+            f"{printable(work.source.source)}: {type(exc).__name__}: {printable(_short(exc))}",
+        )
+
+
 def predict_files(
     predictor: Predictor,
     inputs: Sequence[str | os.PathLike[str]],
@@ -448,50 +516,46 @@ def predict_files(
     )
     bar = progress(total=len(todo), desc="predict", enabled=show_progress and rank == 0)
     batch: list[dict] = []
+    # the work after the network (upsampling, statistics, arms, writing) runs in a pool of
+    # `workers` processes while the network takes the next batch; with workers=0, in this process
+    context = multiprocessing.get_context("spawn") if torch.cuda.is_initialized() else None  # no CUDA forks
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_post_worker) if workers else None
+    pending: set[Future] = set()
 
-    def finish(item: dict, p: np.ndarray, spread_small: np.ndarray | None) -> None:
-        """Masks, statistics and arms of one galaxy, written whole."""
-        source = item["input"]
+    def job(item: dict, p: np.ndarray, spread: np.ndarray | None) -> _Finish:
         index = todo[item["i"]]
-        p_full = upsample(p, source.image.shape[:2])
-        spread = upsample(spread_small, source.image.shape[:2]) if spread_small is not None else None
-        stats = arm_statistics(p_full, thresholds, item["footprint"])
-        geometry, arms = measure_all(source, p_full, thresholds) if measure_arms_too else (None, {})
-        add_arm_summaries(stats, arms, measured=measure_arms_too)
-        provenance = {
-            "GALSEG": __version__,
-            "RUN": printable(str(predictor.run)),
-            "RUNID": run_id,
-            "NAME": source.name,
-            "SOURCE": printable(os.path.abspath(source.source)),
-            "INBYTES": stamps[index][0],
-            "INMTIME": stamps[index][1],
-        }
-        target = out / "masks" / f"{names[index]}.fits.gz"
-        buffer = io.BytesIO()
-        hdus = mask_hdus(p_full, thresholds, source.wcs, stats, provenance, spread=spread)
-        if geometry is not None:
-            hdus.append(arms_hdu(arms, geometry))
-        hdus.writeto(buffer)
-        atomic_write_bytes(target, gzip_bytes(buffer.getvalue()))
-        # kept for the catalogue, so only galaxies from an earlier run are read back
-        written[index] = (
-            source.name,
-            source.image.shape[:2],
-            stats.as_array(),  # plain structured arrays: a Table per galaxy would grow memory
-            Table(hdus["ARMS"].data).as_array() if geometry is not None else None,
+        source = item["input"]
+        return _Finish(
+            index=index,
+            source=source,
+            footprint=item["footprint"],
+            p_small=p,
+            spread_small=spread,
+            thresholds=thresholds,
+            target=out / "masks" / f"{names[index]}.fits.gz",
+            overlay_path=out / "overlays" / f"{names[index]}.png" if overlay is not None else None,
+            overlay=overlay,
+            measure=measure_arms_too,
+            provenance={
+                "GALSEG": __version__,
+                "RUN": printable(str(predictor.run)),
+                "RUNID": run_id,
+                "NAME": source.name,
+                "SOURCE": printable(os.path.abspath(source.source)),
+                "INBYTES": stamps[index][0],
+                "INMTIME": stamps[index][1],
+            },
         )
-        if source.warning:
-            warnings_[index] = source.warning
-        if overlay is not None:
-            overlay(
-                source,
-                p_full,
-                thresholds,
-                out / "overlays" / f"{names[index]}.png",
-                arms=arms,
-                geometry=geometry,
-            )
+
+    def collect(done: Future | _Finish) -> None:
+        index, result, error = done.result() if isinstance(done, Future) else _finish(done)
+        if error is not None:
+            errors[index] = error
+        else:
+            written[index] = result
+            if result[4]:
+                warnings_[index] = result[4]
+        bar.update()
 
     def flush() -> None:
         if not batch:
@@ -502,23 +566,33 @@ def predict_files(
         else:
             p_small, spread_small = predictor.probabilities(small, batch_size=batch_size), None
         for j, item in enumerate(batch):
-            try:
-                finish(item, p_small[j], spread_small[j] if spread_small is not None else None)
-            except Exception as exc:  # noqa: BLE001 - one odd galaxy must not lose the others
-                name = printable(str(paths[todo[item["i"]]]))
-                errors[todo[item["i"]]] = f"{name}: {type(exc).__name__}: {printable(_short(exc))}"
-        bar.update(len(batch))
+            work = job(item, p_small[j], spread_small[j] if spread_small is not None else None)
+            if pool is None:
+                collect(work)
+                continue
+            pending.add(pool.submit(_finish, work))
+            while len(pending) > 4 * max(workers, 1):  # bounded memory: wait for the oldest
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for done in finished:
+                    pending.discard(done)
+                    collect(done)
         batch.clear()
 
-    for item in loader:
-        if item["error"] is not None:
-            errors[todo[item["i"]]] = item["error"]
-            bar.update()
-            continue
-        batch.append(item)
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+    try:
+        for item in loader:
+            if item["error"] is not None:
+                errors[todo[item["i"]]] = item["error"]
+                bar.update()
+                continue
+            batch.append(item)
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+        for done in list(pending):
+            collect(done)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     bar.close()
 
     part, arm_part = _catalogue_rows(paths, names, mine, errors, warnings_, written, out)
@@ -640,7 +714,7 @@ def _catalogue_rows(
             )
             continue
         try:
-            name, (height, width), stats, arms = written[i] if i in written else _read_back(target)
+            name, (height, width), stats, arms = written[i][:4] if i in written else _read_back(target)
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise GalsegError(f"{target}: damaged; delete it and rerun ({_short(exc)})") from exc
         for arm in arms if arms is not None else []:

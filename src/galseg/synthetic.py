@@ -25,12 +25,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import galsim
 import numpy as np
 from astropy.table import Table
 
 from galseg import GalsegError, __version__
 from galseg.gz3d import (
     CLUSTER_COLUMNS,
+    PIXEL_SCALE_ARCSEC,
     GZ3DGalaxy,
     add_polygon,
     encode_paths,
@@ -42,8 +44,20 @@ from galseg.gz3d import (
 from galseg.io import die_with_parent
 
 GZ3D_SIZE = 525
-KIND_PROBABILITIES = {"spiral": 0.26, "elliptical": 0.30, "smooth_disc": 0.26, "edge_on": 0.18}
-ARM_COUNT_PROBABILITIES = {1: 0.08, 2: 0.57, 3: 0.2, 4: 0.15}
+NATIVE_FACTOR = 4
+"""SDSS pixels (0.396") per GZ:3D pixel (0.099"): galaxies are rendered and given their noise on
+the survey's own grid, then resampled (GalSim, Lanczos-3), so the noise is correlated over about
+four GZ:3D pixels as in the real cutouts."""
+KIND_PROBABILITIES = {
+    "spiral": 0.19,
+    "flocculent": 0.08,
+    "elliptical": 0.27,
+    "smooth_disc": 0.23,
+    "edge_on": 0.17,
+    "irregular": 0.06,
+}
+ARMED_KINDS = ("spiral", "flocculent")
+ARM_COUNT_PROBABILITIES = {1: 0.06, 2: 0.5, 3: 0.18, 4: 0.14, 5: 0.07, 6: 0.05}
 SKY_SIGMA = 1.0
 STRETCH_SOFTENING = 3.0
 STRETCH_MAX = 600.0
@@ -130,20 +144,27 @@ class _Geometry:
 
 @dataclass(frozen=True)
 class _Arms:
-    n: int
+    """Arms as logarithmic spirals, each with its own start angle, radii and brightness: evenly
+    spaced and long for grand-design galaxies, many short random segments for flocculent ones."""
+
     pitch: float  # radians
     sign: int  # +1 Z-wise (anticlockwise outward), -1 S-wise
-    theta0: float
-    r_in: float
-    r_out: np.ndarray  # per arm
+    theta0: np.ndarray  # per arm: disc-plane angle of the ridge at r_in
+    r_in: np.ndarray
+    r_out: np.ndarray
     width: float  # Gaussian sigma across the arm, disc-plane pixels
     amplitude: np.ndarray  # per arm, relative to the local disc
     clump_amp: float
     clump_freq: float
     clump_phase: np.ndarray
+    dust: float  # depth of the dust lane on each arm's inner side (0: none)
+
+    @property
+    def n(self) -> int:
+        return len(self.theta0)
 
     def ridge_theta(self, r: np.ndarray, arm: int) -> np.ndarray:
-        return self.theta0 + 2 * np.pi * arm / self.n + self.sign * np.log(r / self.r_in) / np.tan(self.pitch)
+        return self.theta0[arm] + self.sign * np.log(r / self.r_in[arm]) / np.tan(self.pitch)
 
 
 def _sersic_b(n: float) -> float:
@@ -188,6 +209,10 @@ def file_name(seed: int, index: int) -> str:
 def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3DGalaxy, Truth]:
     """Make synthetic galaxy ``index`` of seed ``seed`` as a full GZ:3D record and its truth.
 
+    The sky is made as SDSS made it: light and noise on the survey's 0.396" grid (seeing 1.0-2.0"
+    FWHM), then resampled to the 0.099" GZ:3D grid and asinh-stretched to 8-bit gri colours.
+    Ranges not known from the survey are drawn widely (README, "Synthetic galaxies").
+
     Parameters
     ----------
     size : image side in pixels; 525 as in GZ:3D, smaller for fast tests (everything scales).
@@ -196,8 +221,11 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
         raise GalsegError(f"synthetic image size {size} px is too small (at least 32)")
     rng = np.random.default_rng([seed, index])
     kind = str(_choice(rng, KIND_PROBABILITIES))
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
-    scale_length = rng.uniform(0.055, 0.11) * size
+    factor = NATIVE_FACTOR if size >= 256 else 2  # small test images keep a few native pixels
+    n_native = -(-size // factor)
+    centres = np.arange(n_native, dtype=np.float32) * factor + (factor - 1) / 2  # in GZ:3D pixels
+    y, x = np.meshgrid(centres, centres, indexing="ij")
+    scale_length = rng.uniform(0.045, 0.11) * size
     centre = (size - 1) / 2.0 + rng.normal(0.0, 0.012 * size, 2)
     if kind == "edge_on":
         q = rng.uniform(0.1, 0.24)
@@ -210,9 +238,9 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
     r = np.hypot(xd, yd)
     # The PSF is applied analytically to each component (Gaussian widths add in quadrature,
     # cusps are softened over sigma): exact for the Gaussian parts, and no 2-D convolution.
-    psf = rng.uniform(4.0, 7.0) * size / GZ3D_SIZE
+    psf = rng.uniform(1.0, 2.0) / 2.355 / PIXEL_SCALE_ARCSEC * size / GZ3D_SIZE
     r_soft = np.sqrt(r * r + np.float32(psf * psf))
-    disc_i0 = rng.uniform(15.0, 70.0)
+    disc_i0 = rng.uniform(15.0, 70.0) * np.exp(rng.uniform(np.log(0.3), 0.0))  # faint discs too
     fluxes: dict[str, np.ndarray] = {}
     arms = None
     bar_half_length = 0.0
@@ -230,13 +258,20 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
                 -0.5 * (yd * q) ** 2 / ((0.12 * scale_length) ** 2 + psf**2)
             )
             disc = disc * dust
+        if kind != "edge_on" and rng.random() < 0.15:  # a ring of young stars, no arm
+            ring_r = rng.uniform(1.0, 2.6) * scale_length
+            ring_w = np.hypot(rng.uniform(0.08, 0.2) * ring_r, psf)
+            disc = disc + rng.uniform(0.4, 1.5) * disc_i0 * np.exp(-ring_r / scale_length) * np.exp(
+                -0.5 * ((r - ring_r) / ring_w) ** 2
+            )
         fluxes["disc"] = disc
         bulge_q = rng.uniform(0.7, 1.0)
+        dominant = rng.random() < 0.25  # bulge-dominated discs, with or without arms
         fluxes["bulge"] = _sersic(
             np.sqrt(xd * xd + (yd * q / bulge_q) ** 2 + psf * psf),
-            rng.uniform(0.15, 0.45) * scale_length,
-            rng.uniform(1.0, 3.5),
-            rng.uniform(4.0, 40.0),
+            rng.uniform(0.15, 0.45) * scale_length * (1.8 if dominant else 1.0),
+            rng.uniform(1.0, 4.0),
+            rng.uniform(4.0, 40.0) * (3.0 if dominant else 1.0),
         )
         barred = kind in ("spiral", "smooth_disc") and rng.random() < 0.33
         if barred:
@@ -254,16 +289,23 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
                     )
                 )
             )
-        if kind == "spiral":
-            arms = _draw_arms(rng, scale_length, bar_half_length, bar_angle)
-            fluxes["arm"] = _arm_flux(arms, xd, yd, r, disc_i0, scale_length, psf)
+        if kind in ARMED_KINDS:
+            arms = _draw_arms(rng, scale_length, bar_half_length, bar_angle, flocculent=kind == "flocculent")
+            fluxes["arm"], lane = _arm_flux(rng, arms, xd, yd, r, disc_i0, scale_length, psf)
+            fluxes["disc"] = fluxes["disc"] * lane
+            fluxes["bulge"] = fluxes["bulge"] * lane
+        if kind == "irregular":  # clumpy, lopsided star formation and no spiral pattern
+            fluxes["arm"] = _knots(rng, xd, yd, scale_length, psf, disc_i0, int(rng.integers(4, 12)))
     barred = bar_half_length > 0
 
     flux = sum(COLOURS[name][:, None, None] * f[None] for name, f in fluxes.items())
+    _add_neighbours(rng, flux, x, y, psf, size, scale_length)
     stars = _add_stars(rng, flux, x, y, psf, size)
+    # sky and photon noise per native pixel, then resampled with the light: correlated noise
     noise_sigma = np.sqrt(np.float32(SKY_SIGMA**2) + np.maximum(flux, 0) * np.float32(1 / 40))
-    noise = rng.standard_normal(flux.shape, dtype=np.float32)
-    image = np.ascontiguousarray(_stretch(flux + noise * noise_sigma).transpose(1, 2, 0))
+    native = flux + rng.standard_normal(flux.shape, dtype=np.float32) * noise_sigma
+    observed = _resample(native, size, factor)
+    image = np.ascontiguousarray(_stretch(observed).transpose(1, 2, 0))
 
     truth = Truth(
         kind=kind,
@@ -277,8 +319,8 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
         centre_y=geometry.cy,
         scale_length_px=float(scale_length),
         axis_ratio=float(q),
-        arm_theta0_deg=float(np.degrees(arms.theta0)) if arms else 0.0,
-        arm_start_px=float(arms.r_in) if arms else 0.0,
+        arm_theta0_deg=float(np.degrees(arms.theta0[0])) if arms else 0.0,
+        arm_start_px=float(arms.r_in[0]) if arms else 0.0,
     )
     volunteers = _Volunteers(
         rng, geometry, size, arms, disc_i0, scale_length, kind, bar_half_length, bar_angle
@@ -286,27 +328,65 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
     return _as_gz3d(rng, seed, index, image, volunteers, stars, truth), truth
 
 
+def _resample(native: np.ndarray, size: int, factor: int) -> np.ndarray:
+    """(3, n, n) light on the survey's grid to (3, size, size) on the GZ:3D grid (GalSim,
+    Lanczos-3 interpolation of the surface brightness, pixel centres aligned)."""
+    out = np.empty((native.shape[0], size, size), dtype=np.float32)
+    for band, plane in enumerate(native):
+        interpolated = galsim.InterpolatedImage(
+            galsim.Image(np.ascontiguousarray(plane, dtype=np.float64), scale=float(factor)),
+            x_interpolant=galsim.Lanczos(3),
+            normalization="sb",
+            calculate_stepk=False,
+            calculate_maxk=False,
+        )
+        offset = galsim.PositionD(
+            (plane.shape[1] * factor - size) / 2, (plane.shape[0] * factor - size) / 2
+        )  # both grids start at the same corner
+        drawn = interpolated.drawImage(nx=size, ny=size, scale=1.0, method="no_pixel", offset=offset)
+        out[band] = drawn.array  # unit pixel scale: surface brightness per pixel, as before
+    return out
+
+
 def _draw_arms(
-    rng: np.random.Generator, scale_length: float, bar_half_length: float, bar_angle: float
+    rng: np.random.Generator,
+    scale_length: float,
+    bar_half_length: float,
+    bar_angle: float,
+    *,
+    flocculent: bool,
 ) -> _Arms:
-    n = int(_choice(rng, ARM_COUNT_PROBABILITIES))
-    r_in = max(rng.uniform(0.35, 0.9) * scale_length, bar_half_length)
+    if flocculent:  # many short, patchy segments at random angles and radii
+        n = int(rng.integers(6, 15))
+        r_in = rng.uniform(0.5, 2.2, n) * scale_length
+        theta0 = rng.uniform(0, 2 * np.pi, n)
+        r_out = r_in * np.exp(rng.uniform(0.35, 0.9, n))
+        amplitude = rng.uniform(0.4, 1.6) * rng.uniform(0.4, 1.2, n)
+    else:
+        n = int(_choice(rng, ARM_COUNT_PROBABILITIES))
+        start = max(rng.uniform(0.35, 0.9) * scale_length, bar_half_length)
+        r_in = np.full(n, start)
+        first = bar_angle if bar_half_length > 0 else rng.uniform(0, 2 * np.pi)
+        theta0 = first + 2 * np.pi * np.arange(n) / n
+        r_out = start + rng.uniform(1.6, 3.4, n) * scale_length
+        amplitude = rng.uniform(0.4, 2.2) * rng.uniform(0.6, 1.2, n)
     return _Arms(
-        n=n,
         pitch=np.radians(rng.uniform(5.0, 40.0)),
         sign=int(rng.choice([-1, 1])),
-        theta0=bar_angle if bar_half_length > 0 else rng.uniform(0, 2 * np.pi),
+        theta0=theta0,
         r_in=r_in,
-        r_out=r_in + rng.uniform(1.6, 3.4, n) * scale_length,
+        r_out=r_out,
         width=max(rng.uniform(0.1, 0.24) * scale_length, 1.0),
-        amplitude=rng.uniform(0.4, 2.2) * rng.uniform(0.6, 1.2, n),
+        amplitude=amplitude,
         clump_amp=rng.uniform(0.0, 0.9),
         clump_freq=rng.uniform(6.0, 14.0),
         clump_phase=rng.uniform(0, 2 * np.pi, n),
+        dust=rng.uniform(0.2, 0.6) if rng.random() < 0.4 else 0.0,
     )
 
 
 def _arm_flux(
+    rng: np.random.Generator,
     arms: _Arms,
     xd: np.ndarray,
     yd: np.ndarray,
@@ -314,48 +394,109 @@ def _arm_flux(
     disc_i0: float,
     scale_length: float,
     psf: float,
-) -> np.ndarray:
-    """Light of the log-spiral arms: Gaussian across the ridge, tapered at both ends, clumpy."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Light of the arms (Gaussian across the ridge, tapered at both ends, clumpy, with
+    star-forming knots along it) and the dust-lane transmission on their inner sides."""
     theta = np.arctan2(yd, xd)
     r_safe = np.maximum(r, 1e-3)
-    spacing = 2 * np.pi / arms.n
-    phase = theta - arms.theta0 - arms.sign * np.log(r_safe / arms.r_in) / np.tan(arms.pitch)
-    k_float = phase / spacing
-    k = np.round(k_float)
-    offset = (k_float - k) * spacing
-    arm_id = np.mod(k, arms.n).astype(np.int64)
-    across = r_safe * np.abs(offset) * np.sin(arms.pitch)
     seen_width = np.hypot(arms.width, psf)
-    profile = (arms.width / seen_width) * np.exp(-0.5 * (across / seen_width) ** 2)
-    start = np.clip((r_safe - 0.75 * arms.r_in) / (0.25 * arms.r_in), 0, 1)
-    past_end = np.clip(r_safe - arms.r_out[arm_id], 0, None)
-    envelope = start**2 * np.exp(-0.5 * (past_end / (0.25 * scale_length)) ** 2)
-    clumps = 1.0 + arms.clump_amp * np.cos(arms.clump_freq * np.log(r_safe) + arms.clump_phase[arm_id]) ** 8
-    return (
-        disc_i0
-        * arms.amplitude[arm_id]
-        * np.exp(-r_safe / (1.3 * scale_length))
-        * profile
-        * envelope
-        * clumps
-    )
+    light = np.zeros_like(r)
+    lane = np.ones_like(r)
+    for a in range(arms.n):
+        offset = np.mod(theta - arms.ridge_theta(r_safe, a) + np.pi, 2 * np.pi) - np.pi
+        across = r_safe * offset * np.sin(arms.pitch)  # signed distance from the ridge
+        start = np.clip((r_safe - 0.75 * arms.r_in[a]) / (0.25 * arms.r_in[a]), 0, 1)
+        past_end = np.clip(r_safe - arms.r_out[a], 0, None)
+        envelope = start**2 * np.exp(-0.5 * (past_end / (0.25 * scale_length)) ** 2)
+        clumps = 1.0 + arms.clump_amp * np.cos(arms.clump_freq * np.log(r_safe) + arms.clump_phase[a]) ** 8
+        profile = (arms.width / seen_width) * np.exp(-0.5 * (across / seen_width) ** 2)
+        light += arms.amplitude[a] * profile * envelope * clumps
+        if arms.dust:
+            inner = across + arms.sign * 0.9 * arms.width
+            lane *= 1 - arms.dust * envelope * np.exp(-0.5 * (inner / np.hypot(0.35 * arms.width, psf)) ** 2)
+    light *= disc_i0 * np.exp(-r_safe / (1.3 * scale_length))
+    # star-forming knots on the ridges: discrete blobs, brightest where the arm is
+    for a in range(arms.n):
+        for radius in rng.uniform(arms.r_in[a], arms.r_out[a], int(rng.poisson(5))):
+            angle = arms.ridge_theta(np.array([radius]), a)[0] + rng.normal(0, 0.03)
+            light += _blob(
+                xd,
+                yd,
+                radius * np.cos(angle),
+                radius * np.sin(angle),
+                np.hypot(0.5 * arms.width, psf),
+                rng.uniform(0.5, 2.0) * arms.amplitude[a] * disc_i0 * np.exp(-radius / (1.3 * scale_length)),
+            )
+    return light, lane
+
+
+def _blob(xd, yd, x0: float, y0: float, sigma: float, peak: float) -> np.ndarray:
+    return peak * np.exp(-0.5 * ((xd - x0) ** 2 + (yd - y0) ** 2) / sigma**2)
+
+
+def _knots(rng, xd, yd, scale_length: float, psf: float, disc_i0: float, n: int) -> np.ndarray:
+    """Scattered star-forming clumps of an irregular galaxy."""
+    light = np.zeros_like(xd)
+    for _ in range(n):
+        radius, angle = rng.uniform(0, 2.5) * scale_length, rng.uniform(0, 2 * np.pi)
+        sigma = np.hypot(rng.uniform(0.1, 0.35) * scale_length, psf)
+        light += _blob(
+            xd, yd, radius * np.cos(angle), radius * np.sin(angle), sigma, rng.uniform(0.2, 1.0) * disc_i0
+        )
+    return light
+
+
+def _add_neighbours(
+    rng: np.random.Generator,
+    flux: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    psf: float,
+    size: int,
+    scale: float,
+) -> None:
+    """Add background galaxies (small, everywhere) and now and then a companion, in place."""
+    count = int(rng.poisson(2.5))
+    companion = rng.random() < 0.15
+    for k in range(count + companion):
+        big = companion and k == count
+        if big:
+            angle = rng.uniform(0, 2 * np.pi)
+            cx, cy = (size - 1) / 2 + rng.uniform(0.3, 0.45) * size * np.array([np.cos(angle), np.sin(angle)])
+            r_eff, peak = rng.uniform(0.3, 0.8) * scale, rng.uniform(5, 40)
+        else:
+            cx, cy = rng.uniform(0, size, 2)
+            r_eff, peak = rng.uniform(1.5, 12) * size / GZ3D_SIZE, rng.uniform(2, 25)
+        neighbour = _Geometry(float(cx), float(cy), rng.uniform(0, np.pi), rng.uniform(0.3, 1.0))
+        nx, ny = neighbour.to_disc(x, y)
+        light = _sersic(np.sqrt(nx * nx + ny * ny + psf * psf), r_eff, rng.uniform(0.8, 4.0), peak)
+        tint = COLOURS["bulge"] if rng.random() < 0.5 else COLOURS["disc"]
+        flux += tint[:, None, None] * rng.uniform(0.8, 1.2, 3)[:, None, None] * light[None]
 
 
 def _add_stars(
     rng: np.random.Generator, flux: np.ndarray, x: np.ndarray, y: np.ndarray, psf_sigma: float, size: int
 ) -> np.ndarray:
-    """Add foreground stars in place; return their (x, y) positions."""
-    n = int(rng.poisson(1.3))
-    positions = rng.uniform(0.04 * size, 0.96 * size, (n, 2))
+    """Add foreground stars in place (Moffat beta = 3 profiles, as seeing gives, with diffraction
+    spikes and a bleed trail when bright); return their (x, y) positions."""
+    n = int(rng.poisson(1.8))
+    positions = rng.uniform(0.02 * size, 0.98 * size, (n, 2))
+    fwhm = 2.355 * psf_sigma
+    alpha = fwhm / (2 * np.sqrt(2 ** (1 / 3) - 1))
     for sx, sy in positions:
-        peak = 10 ** rng.uniform(1.3, 3.5)
-        tint = COLOURS["star"] * rng.uniform(0.8, 1.2, 3)
-        lo_x, hi_x = int(max(sx - 5 * psf_sigma, 0)), int(min(sx + 5 * psf_sigma + 1, size))
-        lo_y, hi_y = int(max(sy - 5 * psf_sigma, 0)), int(min(sy + 5 * psf_sigma + 1, size))
-        patch = np.exp(
-            -0.5 * ((x[lo_y:hi_y, lo_x:hi_x] - sx) ** 2 + (y[lo_y:hi_y, lo_x:hi_x] - sy) ** 2) / psf_sigma**2
-        )
-        flux[:, lo_y:hi_y, lo_x:hi_x] += peak * tint[:, None, None] * patch[None]
+        peak = 10 ** rng.uniform(0.8, 3.8)
+        tint = COLOURS["star"] * rng.uniform(0.7, 1.3, 3)
+        r2 = (x - sx) ** 2 + (y - sy) ** 2
+        light = peak * (1 + r2 / alpha**2) ** -3.0
+        if peak > 1500:  # spikes from the secondary's supports, along the camera's axes
+            length = 1.2 * fwhm * np.log10(peak)
+            for along, across in ((x - sx, y - sy), (y - sy, x - sx)):
+                core = np.exp(-0.5 * (across / (0.3 * fwhm)) ** 2)
+                light += 0.004 * peak * np.exp(-np.abs(along) / length) * core
+        if peak > 4000:  # charge bleeding along the CCD columns
+            column = np.exp(-0.5 * ((x - sx) / (0.4 * fwhm)) ** 2)
+            light += 0.02 * peak * np.exp(-np.abs(y - sy) / (3 * fwhm)) * column
+        flux += tint[:, None, None] * light[None]
     return positions
 
 
@@ -380,26 +521,33 @@ class _Volunteers:
         self.n = int(self.rng.integers(13, 18))
 
     def spiral_paths(self) -> list[list[np.ndarray]]:
+        """Each volunteer's arm outlines. How many of the ~15 draw at all varies widely from galaxy
+        to galaxy (GZ:3D asked for arms only of those who saw a spiral); each drawer has their own
+        care (outline width, offset, wobble), depth (faintest arm seen) and skips some arms."""
         rng, arms = self.rng, self.arms
-        false_rate = {"spiral": 0.01, "smooth_disc": 0.004, "edge_on": 0.002}.get(self.kind, 0.001)
+        false_rate = {"smooth_disc": 0.004, "edge_on": 0.002, "irregular": 0.015}.get(self.kind, 0.0007)
+        engagement = rng.beta(2.0, 1.6)  # share of volunteers who draw arms on this galaxy
         drawings = []
         for _ in range(self.n):
             paths: list[np.ndarray] = []
-            attentive = rng.random() < 0.88
-            limit = rng.uniform(1.0, 5.0)  # faintest arm flux (sky sigmas) this volunteer sees
-            width_factor = np.exp(rng.normal(np.log(1.7), 0.3))
-            if arms is not None and attentive:
+            draws = rng.random() < engagement
+            limit = rng.uniform(1.0, 6.0)  # faintest arm flux (sky sigmas) this volunteer sees
+            width_factor = np.exp(rng.normal(np.log(1.9), 0.45))
+            skip = rng.uniform(0.0, 0.35)  # arms this volunteer leaves out though they see them
+            if arms is not None and draws:
                 for k in range(arms.n):
-                    peak = self.disc_i0 * arms.amplitude[k] * np.exp(-1.2 / 1.3)
+                    peak = (
+                        self.disc_i0 * arms.amplitude[k] * np.exp(-arms.r_in[k] / (1.3 * self.scale_length))
+                    )
                     p_see = 1.0 / (1.0 + np.exp(-(peak * self.geometry.q**0.5 - limit)))
-                    if rng.random() > p_see:
+                    if rng.random() > p_see * (1 - skip):
                         continue
                     # arm visible out to where its light falls to the volunteer's limit
                     r_visible = (
                         1.3 * self.scale_length * np.log(max(self.disc_i0 * arms.amplitude[k] / limit, 1.0))
                     )
-                    r_end = min(arms.r_out[k], r_visible) * np.exp(rng.normal(0.0, 0.15))
-                    r_start = arms.r_in * np.exp(rng.normal(0.05, 0.12))
+                    r_end = min(arms.r_out[k], r_visible) * np.exp(rng.normal(0.0, 0.25))
+                    r_start = arms.r_in[k] * np.exp(rng.normal(0.05, 0.18))
                     if r_end < 1.3 * r_start:
                         continue
                     for _ in range(2 if rng.random() < 0.03 else 1):
@@ -415,9 +563,9 @@ class _Volunteers:
         radii = np.geomspace(r_start, r_end, 28)
         theta = arms.ridge_theta(radii, k) + rng.normal(0.0, 0.04)
         # nobody outlines an arm wider than the gap to the next one (tight windings)
-        spacing = radii * (2 * np.pi / arms.n) * np.sin(arms.pitch)
-        half_width = np.minimum(arms.width * width_factor, 0.3 * spacing)
-        return self._ribbon(radii, theta, half_width, rng.normal(0.0, 0.35 * arms.width), 0.25 * arms.width)
+        spacing = radii * (2 * np.pi / max(arms.n, 2)) * np.sin(arms.pitch)
+        half_width = np.minimum(arms.width * width_factor, 0.35 * spacing)
+        return self._ribbon(radii, theta, half_width, rng.normal(0.0, 0.5 * arms.width), 0.35 * arms.width)
 
     def _false_arm(self) -> np.ndarray:
         rng = self.rng

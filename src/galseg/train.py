@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Subset
 
 from galseg import THRESHOLDS, GalsegError, __version__
 from galseg.dataset import ArmDataset, open_dataset
-from galseg.io import atomic_path, atomic_write_bytes, atomic_write_json, progress, read_json
+from galseg.io import atomic_path, atomic_write_bytes, atomic_write_json, die_with_parent, progress, read_json
 from galseg.unet import UNet, UNetArgs, build, count_parameters, preset_args
 
 RUN_FILE = "run.json"
@@ -60,7 +60,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # cap per epoch (quick runs); None = the whole split
     select_on: str = "validation"  # the split that chooses best.pt and stops early; "test": the paper's
 
-    loader_workers: int | None = None  # None: 0 on CPU (the cores train), 4 on CUDA
+    loader_workers: int | None = None  # None: 1 on CPU (augmenting beside the net), 4 on CUDA
     precision: str = "auto"  # bf16 autocast (float32 master weights) on CUDA and native-bf16 CPUs
 
     def __post_init__(self) -> None:
@@ -358,7 +358,9 @@ def train(
 
 
 def _loader(dataset, config: TrainConfig, runtime: Runtime, *, shuffle: bool, seed: int) -> DataLoader:
-    workers = config.loader_workers if config.loader_workers is not None else (4 if runtime.cuda else 0)
+    # on CPU one worker process augments (single-threaded) while the cores train: augmenting in the
+    # training process woke every OpenMP thread for each small operation and halved the rate
+    workers = config.loader_workers if config.loader_workers is not None else (4 if runtime.cuda else 1)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
@@ -369,6 +371,7 @@ def _loader(dataset, config: TrainConfig, runtime: Runtime, *, shuffle: bool, se
         pin_memory=runtime.cuda,
         drop_last=False,
         persistent_workers=workers > 0,
+        worker_init_fn=die_with_parent if workers else None,
     )
 
 

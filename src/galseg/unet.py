@@ -17,6 +17,7 @@ Heads:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -62,6 +63,10 @@ def preset_args(name: str, **overrides) -> UNetArgs:
     return UNetArgs(**{**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
 
 
+ARM_PRIOR = 0.03
+"""Share of pixels that are arm at th = 1 in GZ:3D-like data; the head's starting probability."""
+
+
 def _double_conv(c_in: int, c_out: int, batch_norm: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
     for c in (c_in, c_out):
@@ -99,6 +104,17 @@ class UNet(nn.Module):
             self.merge.append(_double_conv(2 * w_high, w_high, args.batch_norm))
         out = args.classes if args.head == "binary" else len(args.thresholds)
         self.head = nn.Conv2d(widths[0], out, 1)
+        # start at the prior, not at 50%: arms cover a few percent of the pixels, and a head
+        # initialised at even odds spends its first epochs learning that the sky is empty
+        # (the rare-class initialisation of Lin et al. 2017's RetinaNet)
+        with torch.no_grad():
+            self.head.bias.zero_()
+            prior = math.log(ARM_PRIOR / (1 - ARM_PRIOR))
+            if args.head == "binary":
+                self.head.bias[1] = prior
+            else:
+                self.head.bias[0] = prior
+                self.head.bias[1:] = math.log(math.expm1(0.4))  # each threshold 0.4 lower in logit
 
     @property
     def multiple(self) -> int:

@@ -1,0 +1,136 @@
+"""The network shipped with galseg, so an astronomer gets arm masks without training anything.
+
+``galseg ready-model`` makes it with fixed seeds (synthetic galaxies -> prepare -> train ->
+evaluate -> real-image check) and exports a slim copy into the package: the run record and the
+best epoch's weights in float16 (half the size; loaded back as float32), no optimiser state.
+``galseg predict IMAGE...`` without a run folder uses it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from galseg import GalsegError
+from galseg.io import atomic_path, atomic_write_json, read_json
+from galseg.train import RUN_FILE, load_checkpoint, read_run
+
+READY_DIR = Path(__file__).with_name("ready_model")
+
+
+def ready_run() -> Path:
+    """The shipped run folder, or a one-line error saying how to make it."""
+    if not (READY_DIR / RUN_FILE).is_file():
+        raise GalsegError(
+            f"{READY_DIR}: galseg's ready model is not installed; make it with `galseg ready-model` "
+            "or give a run folder"
+        )
+    return READY_DIR
+
+
+def export_run(
+    run: str | os.PathLike[str], out: str | os.PathLike[str], *, scores: dict | None = None
+) -> Path:
+    """A slim copy of ``run`` in ``out``: ``run.json`` (plus ``scores``) and each unit's best
+    weights in float16, with the model arguments needed to rebuild it."""
+    run, out = Path(run), Path(out)
+    record = read_run(run)
+    if out.exists():
+        shutil.rmtree(out)
+    for unit in record["units"]:
+        model, checkpoint = load_checkpoint(run / unit / "best.pt")
+        slim = {
+            "model": {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
+            "model_args": checkpoint["model_args"],
+            "state": {k: checkpoint["state"][k] for k in ("epoch", "best_epoch", "best_loss")},
+            "config": checkpoint["config"],
+            "unit": unit,
+            "thresholds": checkpoint["thresholds"],
+            "environment": checkpoint["environment"],
+        }
+        with atomic_path(out / unit / "best.pt") as tmp:
+            torch.save(slim, tmp)
+    atomic_write_json(out / RUN_FILE, {**record, "scores": scores or {}})
+    return out
+
+
+@dataclass(frozen=True)
+class ReadyRecipe:
+    """Everything that makes the ready model; change nothing here without re-measuring."""
+
+    n: int = 3000
+    seed: int = 0
+    size: int = 128
+    preset: str = "small"
+    epochs: int = 5
+    batch_size: int = 16
+
+
+def build_ready_model(
+    work: str | os.PathLike[str],
+    *,
+    real: str | os.PathLike[str] | None = None,
+    recipe: ReadyRecipe = ReadyRecipe(),
+    log=print,
+) -> Path:
+    """Synthesise, prepare, train, evaluate and check on real galaxies, then export into the package.
+
+    Every stage resumes in ``work``. The real images (``real``, e.g. ``shared/real``) only check
+    the result; they never choose anything here."""
+    from galseg.dataset import prepare
+    from galseg.evaluate import evaluate_real, evaluate_run, real_summary
+    from galseg.inference import load
+    from galseg.io import progress
+    from galseg.synthetic import write_synthetic
+    from galseg.train import TrainConfig, train
+
+    work = Path(work)
+    log(f"== synthesise {recipe.n} galaxies (seed {recipe.seed})")
+    list(progress(write_synthetic(work / "gz3d", n=recipe.n, seed=recipe.seed), total=recipe.n, desc="synth"))
+    if not (work / "dataset" / "manifest.json").is_file():
+        log("== prepare")
+        prepare(
+            work / "gz3d", work / "dataset", size=recipe.size, seed=recipe.seed, workers=os.cpu_count() or 1
+        )
+    run = work / "run"
+    config = TrainConfig(
+        dataset=str((work / "dataset").resolve()),
+        out=str(run),
+        preset=recipe.preset,
+        head="multi",
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        seed=recipe.seed,
+        patience=recipe.epochs,
+    )
+    log("== train")
+    train(config, resume=(run / RUN_FILE).exists(), log=log)
+    log("== evaluate")
+    evaluation = evaluate_run(run, out=run / "evaluation", full_resolution=False, human=False)
+    scores = {
+        "recipe": asdict(recipe),
+        "synthetic_table1": [
+            {k: _plain(row[k]) for k in ("TH", "N_BOTH_ARMS", "JACCARD_MEAN", "PRECISION_MEAN", "POOLED_IOU")}
+            for row in evaluation.table1
+        ],
+    }
+    if real is not None and Path(real).is_dir():
+        log("== real-image check")
+        summary = real_summary(evaluate_real(load(run, device="cpu"), real))
+        scores["real"] = [{k: _plain(row[k]) for k in summary.colnames} for row in summary]
+    out = export_run(run, READY_DIR, scores=scores)
+    log(f"ready model written to {out}")
+    return out
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def ready_scores() -> dict:
+    """The synthetic and real scores recorded with the shipped model."""
+    return read_json(ready_run() / RUN_FILE, what="the ready model's run record").get("scores", {})

@@ -1,0 +1,98 @@
+"""The real-galaxy check: labels read from the Galaxy Zoo tables, arm pixels matched to SpArcFiRe's
+masks within a tolerance, and the summary a referee would read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from galseg.evaluate import evaluate_real, real_galaxies, real_markdown, real_summary
+
+SIZE = 96
+
+
+def _ring_arm(shift: int = 0) -> np.ndarray:
+    """A thin arc standing in for an arm: a straight 3-pixel ribbon, moved ``shift`` px across."""
+    mask = np.zeros((SIZE, SIZE), bool)
+    mask[20:76, 55 + shift : 58 + shift] = True
+    return mask
+
+
+@pytest.fixture()
+def real_folder(tmp_path) -> Path:
+    """A folder laid out like shared/real: two SpArcFiRe galaxies (one weak) and three colour
+    cutouts with Galaxy Zoo DECaLS votes (a spiral, a smooth galaxy, an edge-on disc)."""
+    sparcfire = tmp_path / "sparcfire"
+    sparcfire.mkdir()
+    image = np.full((SIZE, SIZE), 40, np.uint8)
+    for name in ("good", "weak"):
+        Image.fromarray(image).save(sparcfire / f"{name}.png")
+        Image.fromarray((_ring_arm() * 255).astype(np.uint8)).save(sparcfire / f"{name}_armmask.png")
+    (sparcfire / "index.csv").write_text(
+        "name,n_arcs,pa_alenWtd_avg_domChiralityOnly,chirality,weak,image,armmask\n"
+        "good,3,-14.5,Z,0,good.png,good_armmask.png\n"
+        "weak,1,20.0,S,1,weak.png,weak_armmask.png\n"
+    )
+    decals = tmp_path / "colour" / "gz_decals"
+    decals.mkdir(parents=True)
+    for name in ("Jspiral", "Jsmooth", "Jedge"):
+        Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(decals / f"{name}.png")
+    columns = (
+        "iauname,smooth-or-featured_smooth_fraction,smooth-or-featured_featured-or-disk_fraction,"
+        "disk-edge-on_no_fraction,has-spiral-arms_yes_fraction"
+    )
+    (decals / "gz_decals_volunteers_5.csv").write_text(
+        f"{columns}\nJspiral,0.1,0.9,0.9,0.9\nJsmooth,0.8,0.2,0.5,0.1\nJedge,0.2,0.8,0.1,0.2\n"
+    )
+    return tmp_path
+
+
+@dataclass
+class Oracle:
+    """Marks SpArcFiRe's arm, shifted by ``shift`` pixels, in every image that holds one (the
+    grey SpArcFiRe cutouts), and a blob in the DECaLS ones when ``blob``."""
+
+    shift: int = 0
+    blob: bool = False
+    thresholds: tuple[int, ...] = (1, 3)
+    size: int = 32
+
+    def predict_image(self, image: np.ndarray) -> np.ndarray:
+        grey = image[0, 0, 0] == 40
+        mask = _ring_arm(self.shift) if grey else np.zeros((SIZE, SIZE), bool)
+        if self.blob and not grey:
+            mask[40:50, 40:50] = True
+        return np.stack([mask, mask]).astype(np.float32)
+
+
+def test_labels_come_from_the_votes(real_folder):
+    kinds = {g.name: g.kind for g in real_galaxies(real_folder)}
+    assert kinds == {
+        "good": "spiral",
+        "weak": "other",  # a weak SpArcFiRe mask is no reference
+        "decals Jspiral": "spiral",
+        "decals Jsmooth": "smooth",
+        "decals Jedge": "other",
+    }
+
+
+def test_a_perfect_mask_scores_one_and_a_shifted_one_scores_by_the_tolerance(real_folder):
+    perfect = real_summary(evaluate_real(Oracle(), real_folder, measure=False))
+    row = perfect[perfect["TH"] == 3][0]
+    assert row["N_REFERENCE"] == 1
+    assert row["RECALL"] == pytest.approx(1.0) and row["PRECISION"] == pytest.approx(1.0)
+    assert row["SPIRALS_WITH_ARMS"] == pytest.approx(0.5)  # the DECaLS spiral got nothing
+    assert row["SMOOTH_WITH_ARMS"] == pytest.approx(0.0)
+    # tolerance: 3 network pixels = 3 * 96 / 32 = 9 image pixels; 12 px away is a miss
+    near = real_summary(evaluate_real(Oracle(shift=8), real_folder, measure=False))
+    far = real_summary(evaluate_real(Oracle(shift=12), real_folder, measure=False))
+    assert near[1]["RECALL"] > 0.9 and far[1]["PRECISION"] == pytest.approx(0.0)
+    blobs = real_summary(evaluate_real(Oracle(blob=True), real_folder, measure=False))
+    assert blobs[1]["SMOOTH_WITH_ARMS"] == pytest.approx(1.0) and blobs[1][
+        "SPIRALS_WITH_ARMS"
+    ] == pytest.approx(1.0)
+    assert "| 3 | 1.00 / 1.00 | 1.00 / 1.00 |" in real_markdown(perfect)
