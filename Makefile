@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench
+.PHONY: demo test bench ready-model
 
 $(BIN)/galseg: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,13 @@ bench: $(BIN)/galseg
 	$(BIN)/galseg prepare benchmarks/results/arms/gz3d --out benchmarks/results/arms/dataset
 	$(BIN)/galseg demo --out demo-output
 	$(BIN)/python benchmarks/bench_arms.py --dataset benchmarks/results/arms/dataset --run demo-output/run --split all
+	$(BIN)/python benchmarks/bench_volunteers.py benchmarks/results/arms/gz3d
+	$(BIN)/python benchmarks/bench_fits_tables.py
+	$(BIN)/python benchmarks/bench_resize.py
+	$(BIN)/python benchmarks/bench_real.py --run demo-output/run
+	$(BIN)/python benchmarks/bench_precision.py --run demo-output/run
+	$(BIN)/python benchmarks/bench_predict.py --run demo-output/run --n 1000
+
+# The network shipped in src/galseg/ready_model/: fixed seeds, checked on ../shared/real.
+ready-model: $(BIN)/galseg
+	$(BIN)/galseg ready-model --work ready-model-work --real ../shared/real

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from astropy.table import Table
 
-from galseg.evaluate import evaluate_real, real_examples, real_markdown, real_summary
+from galseg.evaluate import evaluate_real, real_examples
 from galseg.inference import load
+from galseg.metrics import real_markdown, real_summary
 from galseg.plots import real_galaxies_figure
 from galseg.ready import ready_run
 

@@ -170,3 +170,28 @@ def test_torchrun_two_processes_equal_one_row_for_row(trained_run, gz3d_dir, tmp
     for column in ("ORDER", "NAME", "TH", "HAS_ARMS", "ARM_PIXELS", "ARM_FRACTION_FOOTPRINT"):
         assert list(double[column]) == list(single[column]), column
     np.testing.assert_allclose(double["MEAN_ARM_PROBABILITY"], single["MEAN_ARM_PROBABILITY"], rtol=1e-5)
+
+
+def test_an_exported_run_predicts_like_the_original_in_half_the_bytes(trained_run, gz3d_dir, tmp_path):
+    from galseg.ready import export_run
+
+    slim = export_run(trained_run, tmp_path / "slim", scores={"note": "test"})
+    image = read_gz3d(find_gz3d_files(gz3d_dir)[1]).image
+    original = load(trained_run, device="cpu").predict_image(image)
+    exported = load(slim, device="cpu").predict_image(image)
+    np.testing.assert_allclose(exported, original, atol=0.02)  # float16 weights
+    assert (slim / "th3" / "best.pt").stat().st_size < 0.5 * (trained_run / "th3" / "best.pt").stat().st_size
+
+
+def test_predict_without_a_run_uses_the_ready_model(gz3d_dir, tmp_path, capsys):
+    from galseg.ready import READY_DIR
+
+    path = find_gz3d_files(gz3d_dir)[2]
+    status = main(["predict", str(path), "--out", str(tmp_path / "p"), "--device", "cpu", "--workers", "0"])
+    if (READY_DIR / "run.json").is_file():
+        assert status == 0
+        catalogue = read_catalogue(tmp_path / "p" / "catalogue.ecsv")
+        assert len(catalogue) == 6 and set(catalogue["ERROR"]) == {""}
+    else:
+        err = capsys.readouterr().err.strip()
+        assert status == 2 and "galseg ready-model" in err and "\n" not in err

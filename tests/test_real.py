@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from galseg.evaluate import evaluate_real, real_galaxies, real_markdown, real_summary
+from galseg.evaluate import evaluate_real, real_galaxies
+from galseg.metrics import real_markdown, real_summary
 
 SIZE = 96
 

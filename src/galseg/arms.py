@@ -309,6 +309,7 @@ def measure_arms(
     arcsec_per_px: float | None = None,
     min_area_fraction: float = 0.002,
     central_fraction: float = 0.04,
+    light: np.ndarray | None = None,
 ) -> tuple[list[Arm], ArmSummary]:
     """Find and fit the arms of one galaxy.
 
@@ -321,6 +322,7 @@ def measure_arms(
     arcsec_per_px : pixel scale for lengths in arcsec (NaN without).
     min_area_fraction : smaller components (in face-on pixels, as a share of the grid) are noise.
     central_fraction : radius, as a share of the face-on grid, inside which arms are not split.
+    light : :func:`luminance` of ``image``, when the caller measures several masks of one image.
     """
     mask = np.asarray(mask)
     mask = mask > 0.5 if mask.dtype != bool else mask
@@ -339,7 +341,8 @@ def measure_arms(
     radius = np.hypot(xd, yd)
     face_on &= radius > max(central_fraction * size * scale, ring_radius(face_on, radius))
     labels = label_components(face_on)
-    light = luminance(image) if image is not None else None
+    if light is None and image is not None:
+        light = luminance(image)
     arms = []
     for label in range(1, labels.max() + 1):
         member = labels == label

@@ -19,10 +19,18 @@ import numpy as np
 
 from galseg import __version__
 from galseg.dataset import open_dataset, prepare
-from galseg.evaluate import evaluate_real, evaluate_run, real_examples, real_markdown, real_summary
+from galseg.evaluate import evaluate_real, evaluate_run, real_examples
 from galseg.inference import load
 from galseg.io import progress
-from galseg.metrics import confusion, human_reference_markdown, pooled_iou, scores, table1_markdown
+from galseg.metrics import (
+    confusion,
+    human_reference_markdown,
+    pooled_iou,
+    real_markdown,
+    real_summary,
+    scores,
+    table1_markdown,
+)
 from galseg.plots import (
     evaluation_figures,
     figure_3_after_each_epoch,

@@ -371,3 +371,70 @@ def human_reference_markdown(table: Table) -> str:
             f"{r['RATIO']:.2f} [{lo:.2f}, {hi:.2f}] | {r['HIGHER']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- real galaxies
+
+
+def real_summary(per_galaxy: Table) -> Table:
+    """Per threshold: arm recall and precision against SpArcFiRe (mean over its non-weak galaxies,
+    and pooled), share of Galaxy Zoo spirals and of smooth galaxies given arms, and pitch and
+    winding against SpArcFiRe where both measured."""
+    rows = []
+    for th in sorted(set(per_galaxy["TH"])):
+        t = per_galaxy[per_galaxy["TH"] == th]
+        ref = t[t["REF_PX"] > 0]
+        recall = _mean_ratio(ref["MATCHED_REF_PX"], ref["REF_PX"])
+        precision = _mean_ratio(ref["MATCHED_MASK_PX"], ref["MASK_PX"])
+        spirals, smooth = t[t["KIND"] == "spiral"], t[t["KIND"] == "smooth"]
+        measured = ref[(ref["CHIRALITY"] != "") & np.isfinite(np.asarray(ref["PITCH_DEG"], float))]
+        rows.append(
+            {
+                "TH": int(th),
+                "N_REFERENCE": len(ref),
+                "RECALL": recall,
+                "PRECISION": precision,
+                "POOLED_RECALL": float(ref["MATCHED_REF_PX"].sum() / max(ref["REF_PX"].sum(), 1)),
+                "POOLED_PRECISION": float(ref["MATCHED_MASK_PX"].sum() / max(ref["MASK_PX"].sum(), 1)),
+                "N_SPIRAL": len(spirals),
+                "SPIRALS_WITH_ARMS": float(np.mean(spirals["HAS_ARMS"])) if len(spirals) else np.nan,
+                "N_SMOOTH": len(smooth),
+                "SMOOTH_WITH_ARMS": float(np.mean(smooth["HAS_ARMS"])) if len(smooth) else np.nan,
+                "N_PITCH": len(measured),
+                "MEDIAN_PITCH_ERROR_DEG": float(
+                    np.median(
+                        np.abs(np.asarray(measured["PITCH_DEG"]) - np.asarray(measured["REF_PITCH_DEG"]))
+                    )
+                )
+                if len(measured)
+                else np.nan,
+                "WINDING_AGREEMENT": float(np.mean(measured["CHIRALITY"] == measured["REF_CHIRALITY"]))
+                if len(measured)
+                else np.nan,
+            }
+        )
+    return Table(rows=rows)
+
+
+def _mean_ratio(numerator, denominator) -> float:
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    keep = denominator > 0
+    return float(np.mean(numerator[keep] / denominator[keep])) if keep.any() else np.nan
+
+
+def real_markdown(summary: Table) -> str:
+    """The real-image check as a Markdown table, one line per threshold."""
+    lines = [
+        "| th | arm recall (mean / pooled) | arm precision (mean / pooled) | spirals with arms | "
+        "smooth with arms | median pitch error | winding agrees |",
+        "| ---: | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in summary:
+        lines.append(
+            f"| {r['TH']} | {r['RECALL']:.2f} / {r['POOLED_RECALL']:.2f} | "
+            f"{r['PRECISION']:.2f} / {r['POOLED_PRECISION']:.2f} | "
+            f"{100 * r['SPIRALS_WITH_ARMS']:.0f}% of {r['N_SPIRAL']} | "
+            f"{100 * r['SMOOTH_WITH_ARMS']:.0f}% of {r['N_SMOOTH']} | "
+            f"{r['MEDIAN_PITCH_ERROR_DEG']:.1f} deg ({r['N_PITCH']}) | {100 * r['WINDING_AGREEMENT']:.0f}% |"
+        )
+    return "\n".join(lines) + "\n"

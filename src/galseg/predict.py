@@ -30,7 +30,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from scipy import ndimage
 
 from galseg import GalsegError, __version__
-from galseg.arms import Arm, ArmSummary, DiscGeometry, disc_geometry, measure_arms
+from galseg.arms import Arm, ArmSummary, DiscGeometry, disc_geometry, luminance, measure_arms
 from galseg.dataset import resize_image
 from galseg.gz3d import N_HDUS, read_gz3d, volunteer_hints, wcs_header
 from galseg.inference import Predictor, upsample
@@ -285,8 +285,11 @@ def measure_all(
     if source.wcs is not None:
         arcsec = float(np.mean(proj_plane_pixel_scales(source.wcs.celestial)) * 3600)
         arcsec = arcsec if np.isfinite(arcsec) and arcsec > 0 else None
+    light = luminance(source.image)  # once for all thresholds
     return geometry, {
-        th: measure_arms(probabilities[k] > 0.5, source.image, geometry=geometry, arcsec_per_px=arcsec)
+        th: measure_arms(
+            probabilities[k] > 0.5, source.image, geometry=geometry, arcsec_per_px=arcsec, light=light
+        )
         for k, th in enumerate(thresholds)
     }
 

@@ -82,9 +82,10 @@ def build_ready_model(
     Every stage resumes in ``work``. The real images (``real``, e.g. ``shared/real``) only check
     the result; they never choose anything here."""
     from galseg.dataset import prepare
-    from galseg.evaluate import evaluate_real, evaluate_run, real_summary
+    from galseg.evaluate import evaluate_real, evaluate_run
     from galseg.inference import load
     from galseg.io import progress
+    from galseg.metrics import real_summary
     from galseg.synthetic import write_synthetic
     from galseg.train import TrainConfig, train
 

@@ -58,8 +58,7 @@ class TrainConfig:
     patience: int = 5
     batch_norm: bool | None = None  # None: the preset's choice
     steps_per_epoch: int | None = None  # cap per epoch (quick runs); None = the whole split
-    select_on: str = "validation"  # the split that chooses best.pt and stops early; "test": the paper's
-
+    select_on: str = "validation"  # the split choosing best.pt and early stopping; "test": the paper's
     loader_workers: int | None = None  # None: 1 on CPU (augmenting beside the net), 4 on CUDA
     precision: str = "auto"  # bf16 autocast (float32 master weights) on CUDA and native-bf16 CPUs
 
