@@ -376,3 +376,28 @@ def test_killed_prepare_resumes_to_identical_bytes(gz3d_dir, dataset_dir, tmp_pa
     ours, theirs = (json.loads((d / "manifest.json").read_text()) for d in (out, dataset_dir))
     ours.pop("source_dir"), theirs.pop("source_dir")
     assert ours == theirs
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux's")
+def test_killed_train_resumes_to_the_same_weights_and_curves(dataset_dir, tmp_path):
+    common = [str(dataset_dir), "--preset", "tiny", "--head", "multi", "--epochs", "4", "--batch-size", "8"]
+    common += ["--device", "cpu", "--seed", "3"]
+    _finish(_galseg("train", *common, "--out", str(tmp_path / "clean")))
+    out = tmp_path / "killed"
+    victim = _galseg("train", *common, "--out", str(out))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "multi" / "history.json").exists():
+        time.sleep(0.05)
+    _kill(victim)
+    time.sleep(1.0)
+    assert _processes_mentioning(str(out)) == []
+    history = json.loads((out / "multi" / "history.json").read_text())
+    assert len(history) < 4  # it really was stopped part way
+    _finish(_galseg("train", *common, "--out", str(out), "--resume"))
+    clean, resumed = (load_checkpoint(d / "multi" / "last.pt")[1] for d in (tmp_path / "clean", out))
+    for name, weights in clean["model"].items():
+        torch.testing.assert_close(resumed["model"][name], weights, rtol=1e-6, atol=1e-7, msg=name)
+    losses = [[h["train_loss"], h["eval_loss"]] for h in clean["state"]["history"]]
+    again = [[h["train_loss"], h["eval_loss"]] for h in resumed["state"]["history"]]
+    np.testing.assert_allclose(again, losses, rtol=1e-6)
+    assert not list(out.rglob("*.part"))
