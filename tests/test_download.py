@@ -64,7 +64,8 @@ def test_download_retries_resumes_and_never_leaves_partial_files(archive, tmp_pa
     out = tmp_path / "out"
     failures = download(out, base_url=url, workers=3, retries=2, show_progress=False)
     assert list(failures) == [handler.flaky]  # broke off every time: reported, not saved
-    assert "IncompleteRead" in failures[handler.flaky]
+    size = (served / handler.flaky).stat().st_size
+    assert f"got {size // 2} of {size} bytes" in failures[handler.flaky]  # the break is named
     assert not (out / handler.flaky).exists()
     assert not list(out.glob(".*part"))
     complete = {p.name for p in out.iterdir()}
@@ -84,3 +85,26 @@ def test_limit_and_bad_listing(archive, tmp_path):
     assert len(list((tmp_path / "two").iterdir())) == 2
     with pytest.raises(GalsegError, match="cannot read the archive listing"):
         download(tmp_path / "x", base_url=url + "missing/", show_progress=False)
+
+
+def test_only_web_addresses_are_followed(tmp_path, capsys):
+    from galseg.cli import main
+
+    status = main(["download", "--out", str(tmp_path / "d"), "--base-url", "file:///etc/"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "use an http:// or https:// address" in err and "\n" not in err
+
+
+def test_an_oversized_or_bomb_file_fails_alone(archive, tmp_path, monkeypatch):
+    import gzip
+
+    import galseg.io
+
+    url, served, _ = archive
+    bomb = served / "zz_bomb.fits.gz"
+    bomb.write_bytes(gzip.compress(b"\0" * (3 * 2**20)))
+    monkeypatch.setattr(galseg.io, "MAX_INFLATED_BYTES", 2**20)
+    failures = download(tmp_path / "got", base_url=url, workers=2, show_progress=False, retries=1)
+    assert set(failures) >= {"zz_bomb.fits.gz"} and "inflates to over 1 MB" in failures["zz_bomb.fits.gz"]
+    assert not (tmp_path / "got" / "zz_bomb.fits.gz").exists()
+    assert len(list((tmp_path / "got").glob("*.fits.gz"))) >= 5
