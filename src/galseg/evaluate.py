@@ -182,7 +182,7 @@ def evaluate_run(
         calibration=calibration,
         vote_fraction=vote_fraction,
         intervals=table1_intervals(per_galaxy, n_boot=n_boot),
-        selection=selection_rule(predictor.config, predictor.size),
+        selection=selection_rule(predictor.config),
         human_per_galaxy=human_per,
         human_reference=human_reference_table(human_per, n_boot=n_boot) if human_per is not None else None,
     )
@@ -191,7 +191,7 @@ def evaluate_run(
     return evaluation
 
 
-def selection_rule(config: dict, size: int) -> str:
+def selection_rule(config: dict) -> str:
     """In words, how the run chose the epoch that is evaluated."""
     rule = config.get("select_on", "test")  # runs made before the validation split chose on test
     if rule == "validation":
