@@ -28,7 +28,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from skimage.draw import polygon
 
 from galseg import GalsegError
-from galseg.io import atomic_write_bytes, gzip_bytes, read_bytes
+from galseg.io import atomic_write_bytes, gzip_bytes, one_line, read_bytes
 
 N_HDUS = 11
 PIXEL_SCALE_ARCSEC = 0.099
@@ -250,12 +250,7 @@ def read_gz3d(path: str | os.PathLike[str], *, outlines: bool = True, raw: bytes
         json.JSONDecodeError,
         AstropyUserWarning,
     ) as exc:
-        raise GalsegError(f"{path}: not a readable GZ:3D FITS file ({_one_line(exc)})") from exc
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]
+        raise GalsegError(f"{path}: not a readable GZ:3D FITS file ({one_line(exc)})") from exc
 
 
 def _check(ok: bool, path: Path, hdu: int, problem: str) -> None:

@@ -40,6 +40,7 @@ from galseg.io import (
     check_pixels,
     die_with_parent,
     gzip_bytes,
+    one_line,
     progress,
     read_bytes,
     read_picture,
@@ -172,7 +173,7 @@ def read_input(path: Path) -> InputImage:
         except GalsegError:
             raise
         except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
-            raise GalsegError(f"{path}: not a readable FITS image ({_short(exc)})") from exc
+            raise GalsegError(f"{path}: not a readable FITS image ({one_line(exc)})") from exc
         if is_gz3d:
             galaxy = read_gz3d(path, outlines=False, raw=raw)
             name, image, wcs = galaxy.mangaid, galaxy.image, galaxy.wcs
@@ -184,10 +185,6 @@ def read_input(path: Path) -> InputImage:
         )
     warning = "the image is constant: nothing to find" if image.min() == image.max() else ""
     return InputImage(printable(name), np.ascontiguousarray(image), wcs, str(path), warning, centre, stars)
-
-
-def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def footprint(image: np.ndarray) -> np.ndarray:
@@ -384,7 +381,7 @@ class _Inputs(torch.utils.data.Dataset):
         except GalsegError as exc:
             return {"i": i, "error": printable(str(exc))}
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop a survey
-            return {"i": i, "error": printable(f"{path}: {type(exc).__name__}: {_short(exc)}")}
+            return {"i": i, "error": printable(f"{path}: {type(exc).__name__}: {one_line(exc)}")}
 
 
 def _input_stamp(path: Path) -> tuple[int, int]:
@@ -465,7 +462,7 @@ def _finish(work: _Finish) -> tuple[int, tuple | None, str | None]:
         return (
             work.index,
             None,
-            f"{printable(work.source.source)}: {type(exc).__name__}: {printable(_short(exc))}",
+            f"{printable(work.source.source)}: {type(exc).__name__}: {printable(one_line(exc))}",
         )
 
 
@@ -719,7 +716,7 @@ def _catalogue_rows(
         try:
             name, (height, width), stats, arms = written[i][:4] if i in written else _read_back(target)
         except (OSError, KeyError, ValueError, TypeError) as exc:
-            raise GalsegError(f"{target}: damaged; delete it and rerun ({_short(exc)})") from exc
+            raise GalsegError(f"{target}: damaged; delete it and rerun ({one_line(exc)})") from exc
         for arm in arms if arms is not None else []:
             arm_rows.append(
                 {"ORDER": i, "NAME": name, "SOURCE": source, **{c: _plain(arm[c]) for c in arm.dtype.names}}

@@ -32,7 +32,15 @@ from torch.utils.data import DataLoader, Subset
 
 from galseg import THRESHOLDS, GalsegError, __version__
 from galseg.dataset import ArmDataset, open_dataset
-from galseg.io import atomic_path, atomic_write_bytes, atomic_write_json, die_with_parent, progress, read_json
+from galseg.io import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    die_with_parent,
+    one_line,
+    progress,
+    read_json,
+)
 from galseg.unet import UNet, UNetArgs, build, count_parameters, preset_args
 
 RUN_FILE = "run.json"
@@ -258,12 +266,8 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     except GalsegError as exc:
         raise GalsegError(f"{path}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - pickle, zip and shape errors alike mean a bad file
-        raise GalsegError(f"{path}: not a readable galseg checkpoint ({_one_line(exc)})") from exc
+        raise GalsegError(f"{path}: not a readable galseg checkpoint ({one_line(exc)})") from exc
     return model.to(device).eval(), checkpoint
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def environment() -> dict:
