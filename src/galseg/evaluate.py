@@ -16,6 +16,7 @@ from astropy.table import Table, vstack
 from scipy import ndimage
 
 from galseg import THRESHOLDS, GalsegError, __version__
+from galseg.arms import disc_geometry, luminance, measure_arms
 from galseg.dataset import open_dataset
 from galseg.gz3d import rasterise_outlines, read_gz3d
 from galseg.inference import Predictor, load, upsample
@@ -361,12 +362,12 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
     """Predict every real cutout and score it: per galaxy and threshold, whether arms were found,
     and against SpArcFiRe's arm masks the matched pixels (within :data:`REAL_TOLERANCE_NET_PX`
     network pixels), plus the measured pitch and winding beside SpArcFiRe's."""
-    from galseg.arms import measure_arms
-
     rows = []
     for galaxy in real_galaxies(folder):
         image = read_picture(galaxy.path)
         probabilities = predictor.predict_image(image)
+        if measure and (probabilities > 0.5).any():  # one geometry and light for every threshold
+            geometry, light = disc_geometry(image), luminance(image)
         reference = np.asarray(read_picture(galaxy.arm_mask))[..., 0] > 127 if galaxy.arm_mask else None
         tolerance = REAL_TOLERANCE_NET_PX * max(image.shape[:2]) / predictor.size
         for k, th in enumerate(predictor.thresholds):
@@ -378,7 +379,6 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
                 "ARM_PIXELS": int(mask.sum()),
                 "HAS_ARMS": bool(mask.any()),
                 "MATCHED_MASK_PX": -1,
-                "MASK_PX": int(mask.sum()),
                 "MATCHED_REF_PX": -1,
                 "REF_PX": -1,
                 "PITCH_DEG": np.nan,
@@ -390,7 +390,7 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
                 near = _near(mask, reference, tolerance)
                 row.update(MATCHED_MASK_PX=near[0], MATCHED_REF_PX=near[2], REF_PX=near[3])
             if measure and mask.any():
-                summary = measure_arms(mask, image)[1]
+                summary = measure_arms(mask, image, geometry=geometry, light=light)[1]
                 row.update(PITCH_DEG=summary.pitch_deg, CHIRALITY=summary.chirality)
             rows.append(row)
     return Table(rows=rows)

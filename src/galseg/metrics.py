@@ -385,7 +385,7 @@ def real_summary(per_galaxy: Table) -> Table:
         t = per_galaxy[per_galaxy["TH"] == th]
         ref = t[t["REF_PX"] > 0]
         recall = _mean_ratio(ref["MATCHED_REF_PX"], ref["REF_PX"])
-        precision = _mean_ratio(ref["MATCHED_MASK_PX"], ref["MASK_PX"])
+        precision = _mean_ratio(ref["MATCHED_MASK_PX"], ref["ARM_PIXELS"])
         spirals, smooth = t[t["KIND"] == "spiral"], t[t["KIND"] == "smooth"]
         measured = ref[(ref["CHIRALITY"] != "") & np.isfinite(np.asarray(ref["PITCH_DEG"], float))]
         rows.append(
@@ -395,7 +395,7 @@ def real_summary(per_galaxy: Table) -> Table:
                 "RECALL": recall,
                 "PRECISION": precision,
                 "POOLED_RECALL": float(ref["MATCHED_REF_PX"].sum() / max(ref["REF_PX"].sum(), 1)),
-                "POOLED_PRECISION": float(ref["MATCHED_MASK_PX"].sum() / max(ref["MASK_PX"].sum(), 1)),
+                "POOLED_PRECISION": float(ref["MATCHED_MASK_PX"].sum() / max(ref["ARM_PIXELS"].sum(), 1)),
                 "N_SPIRAL": len(spirals),
                 "SPIRALS_WITH_ARMS": float(np.mean(spirals["HAS_ARMS"])) if len(spirals) else np.nan,
                 "N_SMOOTH": len(smooth),
