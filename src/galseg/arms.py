@@ -135,11 +135,12 @@ def find_centre(
     exclude: np.ndarray | None = None,
     fill: np.ndarray | None = None,
     sky: float | None = None,
+    flux: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """The brightest point of the image smoothed over 3% of its size, within the middle half, with
     ``exclude`` (stars) replaced by ``fill`` (the extended light under them; else the sky) first:
-    the bulge, not a foreground star."""
-    flux = linear_flux(image)
+    the bulge, not a foreground star. ``flux``: :func:`linear_flux` of ``image``, if known."""
+    flux = linear_flux(image) if flux is None else flux
     sky = sky_level(flux)[0] if sky is None else sky
     if exclude is not None and exclude.any():
         flux = np.where(exclude, sky if fill is None else fill, flux)
@@ -181,7 +182,11 @@ def disc_geometry(
     psf_px = psf_px or max(1.5, 0.01 * min(h, w))
     compact, extended = compact_sources(flux, sky=sky, noise=noise, psf_px=psf_px)
     masked = _star_mask((h, w), stars) | compact
-    cx, cy = centre if centre is not None else find_centre(image, exclude=masked, fill=extended, sky=sky)
+    cx, cy = (
+        centre
+        if centre is not None
+        else find_centre(image, exclude=masked, fill=extended, sky=sky, flux=flux)
+    )
     near_centre = (np.arange(h)[:, None] - cy) ** 2 + (np.arange(w)[None, :] - cx) ** 2 < (3 * psf_px) ** 2
     masked &= ~near_centre  # the bulge is not a star
     clean = np.where(masked, extended, flux)

@@ -161,6 +161,7 @@ def load(
     units = []
     thresholds: list[int] = []
     size = int(record["dataset_manifest"]["size"])
+    chosen = choose_precision(precision, dev)
     digest = hashlib.sha256()
     for name, unit_thresholds in record["units"].items():
         path = run / name / f"{checkpoint}.pt"
@@ -178,6 +179,6 @@ def load(
         head=record["config"]["head"],
         device=dev,
         config=record["config"],
-        precision=choose_precision(precision, dev),
-        run_id=digest.hexdigest()[:16] + ":" + choose_precision(precision, dev),
+        precision=chosen,
+        run_id=f"{digest.hexdigest()[:16]}:{chosen}",
     )
