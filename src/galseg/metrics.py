@@ -417,9 +417,9 @@ def real_summary(per_galaxy: Table) -> Table:
 
 
 def _mean_ratio(numerator, denominator) -> float:
-    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
-    keep = denominator > 0
-    return float(np.mean(numerator[keep] / denominator[keep])) if keep.any() else np.nan
+    """Mean of the per-galaxy ratios where the denominator is positive (NaN if none is)."""
+    ratios = _ratio(numerator, denominator)
+    return float(np.nanmean(ratios)) if np.isfinite(ratios).any() else np.nan
 
 
 def real_markdown(summary: Table) -> str:
