@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from galseg import GalsegError
 from galseg.dataset import resize_image
 from galseg.inference import load, upsample
 from galseg.io import gzip_bytes
@@ -41,7 +42,10 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=40, help="galaxies timed stage by stage")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "galseg-bench-predict")
     args = parser.parse_args()
-    predictor = load(args.run or ready_run(), device="cpu")
+    try:
+        predictor = load(args.run or ready_run(), device="cpu")
+    except GalsegError as exc:
+        raise SystemExit(f"galseg: error: {exc}") from None
     gz3d = args.work / "gz3d"
     files = sorted(write_synthetic(gz3d, n=args.n, seed=9))
     if args.kind == "png":

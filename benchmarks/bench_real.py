@@ -17,6 +17,7 @@ from pathlib import Path
 
 from astropy.table import Table
 
+from galseg import GalsegError
 from galseg.evaluate import evaluate_real, real_examples
 from galseg.inference import load
 from galseg.metrics import real_markdown, real_summary
@@ -34,7 +35,10 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "real")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    run = args.run or ready_run()
+    try:
+        run = args.run or ready_run()
+    except GalsegError as exc:
+        raise SystemExit(f"galseg: error: {exc}") from None
     predictor = load(run, device="cpu")
     start = time.perf_counter()
     per_galaxy = evaluate_real(predictor, args.real)
