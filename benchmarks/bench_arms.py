@@ -69,7 +69,7 @@ def main() -> None:
     source_dir = Path(data.manifest["source_dir"])
     chosen = data.catalogue if args.split == "all" else data.catalogue[data.catalogue["SPLIT"] == args.split]
     test = chosen[: args.n]
-    predictor = load(args.run, device="cpu").select([args.threshold]) if args.run else None
+    predictor = load(args.run, device="cpu").select([args.threshold]).only("spiral") if args.run else None
     rows = []
     for row in progress(test, desc="arms"):
         galaxy = read_gz3d(source_dir / row["SOURCE_FILE"], outlines=False)

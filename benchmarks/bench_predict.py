@@ -7,13 +7,12 @@ grid), statistics and arms (all thresholds), write (FITS, gzip). Then `predict_f
 end on every file (reading in loader workers, post-processing in a pool, overlapping the
 network), and the network alone on the same number of images.
 
-    python benchmarks/bench_predict.py --run RUN [--n 1000] [--kind gz3d|png] [--workers 2]
+    python benchmarks/bench_predict.py --run RUN [--n 1000] [--kind gz3d|png] [--workers 2] [--compile]
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
 import tempfile
 import time
@@ -26,7 +25,14 @@ from galseg import GalsegError
 from galseg.dataset import resize_image
 from galseg.inference import load, upsample
 from galseg.io import gzip_bytes
-from galseg.predict import arm_statistics, footprint, mask_hdus, measure_all, predict_files, read_input
+from galseg.predict import (
+    arms_table,
+    footprint,
+    galaxy_statistics,
+    mask_file_bytes,
+    predict_files,
+    read_input,
+)
 from galseg.ready import ready_run
 from galseg.synthetic import write_synthetic
 
@@ -39,6 +45,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="input files")
     parser.add_argument("--kind", choices=["gz3d", "png"], default="gz3d")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile against eager")
     parser.add_argument("--sample", type=int, default=40, help="galaxies timed stage by stage")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "galseg-bench-predict")
     args = parser.parse_args()
@@ -57,7 +64,9 @@ def main() -> None:
                 Image.fromarray(read_input(path).image).save(target)
         files = sorted(pngs.glob("*.png"))
 
-    stages = dict.fromkeys(("read", "resize", "network", "upsample", "statistics and arms", "write"), 0.0)
+    stages = dict.fromkeys(
+        ("read", "resize", "network", "upsample", "statistics, arms and bar", "write"), 0.0
+    )
     sample = files[: args.sample]
     items = []
     for path in sample:
@@ -74,16 +83,22 @@ def main() -> None:
     stages["network"] += time.perf_counter() - start
     for (item, _, galaxy), p in zip(items, probabilities, strict=True):
         start = time.perf_counter()
-        p_full = upsample(p, item.image.shape[:2])
+        planes = predictor.split(upsample(p, item.image.shape[:2]))
         stages["upsample"] += time.perf_counter() - start
         start = time.perf_counter()
-        stats = arm_statistics(p_full, predictor.thresholds, galaxy)
-        measure_all(item, p_full, predictor.thresholds)
-        stages["statistics and arms"] += time.perf_counter() - start
+        stats, geometry, arms = galaxy_statistics(item, planes, predictor.thresholds, galaxy)
+        stages["statistics, arms and bar"] += time.perf_counter() - start
         start = time.perf_counter()
-        buffer = io.BytesIO()
-        mask_hdus(p_full, predictor.thresholds, item.wcs, stats, {"NAME": item.name}).writeto(buffer)
-        gzip_bytes(buffer.getvalue())
+        data = mask_file_bytes(
+            planes,
+            predictor.thresholds,
+            item.wcs,
+            stats,
+            {"NAME": item.name},
+            arms=arms_table(arms),
+            geometry=geometry,
+        )
+        gzip_bytes(data)
         stages["write"] += time.perf_counter() - start
     total = sum(stages.values())
     print(f"{args.kind} inputs, {len(sample)} timed stage by stage (one process):")
@@ -107,6 +122,23 @@ def main() -> None:
     print(f"  galseg predict end to end, with arms: {end_to_end:.1f} galaxies/s")
     print(f"  network alone, same images:           {network:.1f} images/s")
     print(f"  end to end / network: {end_to_end / network:.2f}")
+    if args.compile:
+        compiled = load(args.run or ready_run(), device="cpu", compile=True)
+        start = time.perf_counter()
+        compiled.probabilities(images[:16], batch_size=16)  # compiles
+        compile_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        p_compiled = compiled.probabilities(images, batch_size=16)
+        rate = len(files) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        p_eager = predictor.probabilities(images, batch_size=16)
+        eager = len(files) / (time.perf_counter() - start)
+        changed = float(np.mean((p_compiled > 0.5) != (p_eager > 0.5)))
+        print("\ntorch.compile (inference), same images, eager measured again after it:")
+        print(
+            f"  compiling: {compile_seconds:.0f} s once; then {rate:.1f} images/s against eager {eager:.1f}"
+        )
+        print(f"  compiled / eager: {rate / eager:.2f}; mask pixels that differ: {changed:.2e}")
 
 
 if __name__ == "__main__":

@@ -220,3 +220,50 @@ def test_reading_without_outlines_gives_the_same_pixels_and_still_checks_tables(
     fits.HDUList(hdus).writeto(tmp_path / "no_paths.fits")
     with pytest.raises(GalsegError, match="HDU 9 lacks column.s. spiral_paths"):
         read_gz3d(tmp_path / "no_paths.fits", outlines=False)
+
+
+def test_small_tables_read_straight_from_the_bytes_match_astropy(tmp_path, spiral):
+    """predict reads the metadata and cluster tables without astropy's column objects; every
+    table of a file must come back as astropy reads it (values, kinds and widths)."""
+    import io
+
+    from astropy.table import Table
+
+    from galseg.gz3d import _small_table
+    from galseg.io import read_bytes
+
+    raw = read_bytes(write_gz3d(tmp_path / "g.fits.gz", spiral))
+    with fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=False) as hdul:
+        for index in range(5, N_HDUS):
+            ours, theirs = _small_table(hdul[index], raw), Table(hdul[index].data)
+            assert ours.colnames == theirs.colnames
+            for column in theirs.colnames:
+                a, b = np.asarray(ours[column]), np.asarray(theirs[column])
+                assert (a.dtype.kind, a.dtype.itemsize) == (b.dtype.kind, b.dtype.itemsize), column
+                np.testing.assert_array_equal(a, b, err_msg=f"HDU {index} {column}")
+
+
+def test_hand_written_cards_and_images_are_what_astropy_writes():
+    from galseg.gz3d import _card, image_bytes
+
+    cases = [
+        ("SIMPLE", True),
+        ("NAXIS1", 525),
+        ("INMTIME", np.int64(1764000000123456789)),
+        ("THRESH", 3, "spiral where P(votes >= THRESH) > 0.5"),
+        ("EXTNAME", "MASK_TH3"),
+        ("SOURCE", "/data/o'brien/x.fits.gz"),
+        ("WARNING", ""),
+        ("SOURCE", "x" * 150),  # long text: astropy's CONTINUE cards
+        ("CENTX", 12.25, "disc centre"),
+    ]
+    for card in cases:
+        assert _card(*card) == fits.Card(*card).image
+    data = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    blob = image_bytes(None, primary=True, cards=[("NAME", "g")]) + image_bytes(
+        data, name="MASK_TH3", cards=[("THRESH", 3)]
+    )
+    hdul = fits.HDUList.fromstring(blob)
+    hdul.verify("exception")
+    assert hdul[0].header["NAME"] == "g" and hdul["MASK_TH3"].header["THRESH"] == 3
+    np.testing.assert_array_equal(hdul["MASK_TH3"].data, data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+import torch
 from astropy.io import fits
 from astropy.table import Table
 
@@ -80,6 +81,7 @@ def test_every_input_kind_gives_masks_on_its_own_grid(trained_run, inputs, tmp_p
             else:
                 assert "CRVAL1" not in hdul["MASK_TH3"].header
     with fits.open(next((out / "masks").glob("S007*.fits.gz"))) as hdul:
+        hdul.verify("exception")  # galseg serialises these files itself: standard FITS, as astropy judges
         assert hdul["MASK_TH1"].data.shape == galaxy.image.shape[:2]
         assert hdul["MASK_TH1"].header["CRVAL1"] == pytest.approx(galaxy.wcs.wcs.crval[0])
         # the statistics agree with the stored masks
@@ -195,3 +197,25 @@ def test_predict_without_a_run_uses_the_ready_model(gz3d_dir, tmp_path, capsys):
     else:
         err = capsys.readouterr().err.strip()
         assert status == 2 and "galseg ready-model" in err and "\n" not in err
+
+
+def test_compiled_networks_see_one_batch_shape_and_answer_like_eager(trained_run, monkeypatch):
+    """With --compile every batch is padded to the batch size (a compiled network recompiles for
+    each new shape); the padding must not change any answer. torch.compile itself takes minutes
+    here, so a recorder stands in for it: it sees every shape the compiled forward is given."""
+    shapes = []
+
+    def recorder(forward):
+        def wrapped(x):
+            shapes.append(tuple(x.shape))
+            return forward(x)
+
+        return wrapped
+
+    images = np.random.default_rng(1).integers(0, 256, (11, 32, 32, 3), dtype=np.uint8)
+    eager = load(trained_run, device="cpu").probabilities(images, batch_size=4)
+    monkeypatch.setattr(torch, "compile", recorder)
+    compiled = load(trained_run, device="cpu", compile=True)
+    assert compiled.compiled
+    np.testing.assert_allclose(compiled.probabilities(images, batch_size=4), eager, atol=1e-6)
+    assert set(shapes) == {(4, 3, 32, 32)}  # 11 images: 4 + 4 + 3 padded to 4

@@ -22,6 +22,7 @@ the image as observed: a flipped image (flip augmentation) swaps S and Z.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cache
 
 import numpy as np
 from astropy.stats import sigma_clipped_stats
@@ -82,10 +83,17 @@ def linear_flux(image: np.ndarray) -> np.ndarray:
     """(H, W) flux, near linear, of an (H, W, 3) or (H, W) image: 8-bit pixels have the asinh
     stretch undone; float data (FITS) is taken as it is. Bands are summed."""
     data = np.asarray(image)
-    grey = data.astype(np.float64).mean(axis=2) if data.ndim == 3 else data.astype(np.float64)
-    if data.dtype == np.uint8:
-        grey = np.sinh(grey / 255.0 * STRETCH_RANGE)
-    return grey
+    if data.dtype == np.uint8:  # a table of the 766 possible band sums: no sinh per pixel
+        bands = data.shape[2] if data.ndim == 3 else 1
+        total = data.sum(axis=2, dtype=np.uint16) if data.ndim == 3 else data
+        return _unstretch_table(bands)[total]
+    return data.astype(np.float64).mean(axis=2) if data.ndim == 3 else data.astype(np.float64)
+
+
+@cache
+def _unstretch_table(bands: int) -> np.ndarray:
+    """sinh of the mean 8-bit value, for every sum of ``bands`` 8-bit values."""
+    return np.sinh(np.arange(255 * bands + 1) / bands / 255.0 * STRETCH_RANGE)
 
 
 def sky_level(flux: np.ndarray) -> tuple[float, float]:
@@ -96,9 +104,10 @@ def sky_level(flux: np.ndarray) -> tuple[float, float]:
     return float(median), float(std) if std > 0 else float(np.std(flux) or 1.0)
 
 
-def luminance(image: np.ndarray) -> np.ndarray:
-    """Sky-subtracted near-linear flux (H, W), floored at zero: the light the arms' share is of."""
-    flux = linear_flux(image)
+def luminance(image: np.ndarray, *, flux: np.ndarray | None = None) -> np.ndarray:
+    """Sky-subtracted near-linear flux (H, W), floored at zero: the light the arms' share is of.
+    ``flux``: :func:`linear_flux` of ``image``, if known."""
+    flux = linear_flux(image) if flux is None else flux
     return np.clip(flux - sky_level(flux)[0], 0, None)
 
 
@@ -166,6 +175,7 @@ def disc_geometry(
     centre: tuple[float, float] | None = None,
     stars: np.ndarray | None = None,
     psf_px: float | None = None,
+    flux: np.ndarray | None = None,
 ) -> DiscGeometry:
     """Centre, axis ratio and position angle of the galaxy alone.
 
@@ -174,9 +184,9 @@ def disc_geometry(
     found); the galaxy is the connected region of the smoothed light above its outer isophote
     that holds the centre. The axis ratio and angle are the second moments of that region.
     ``centre``: e.g. the volunteers' centre clicks (GZ:3D HDU 6), else found by
-    :func:`find_centre`.
+    :func:`find_centre`. ``flux``: :func:`linear_flux` of ``image``, if known.
     """
-    flux = linear_flux(image)
+    flux = linear_flux(image) if flux is None else flux
     h, w = flux.shape
     sky, noise = sky_level(flux)
     psf_px = psf_px or max(1.5, 0.01 * min(h, w))

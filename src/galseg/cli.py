@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from galseg import GalsegError, __version__
+from galseg import TARGETS, GalsegError, __version__
 from galseg.download import DEFAULT_BASE_URL
 from galseg.io import writable_folder
 
@@ -87,6 +87,7 @@ def _train(args: argparse.Namespace) -> int:
         steps_per_epoch=args.steps_per_epoch,
         select_on=args.select_on,
         precision=args.precision,
+        target=args.target,
     )
 
     train(
@@ -100,36 +101,55 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from galseg.evaluate import evaluate_run
+    from galseg.inference import load
     from galseg.metrics import human_reference_markdown, table1_markdown
     from galseg.plots import evaluation_figures
     from galseg.train import read_run
 
     out = args.out or Path(args.run) / "evaluation"
-    run_thresholds = sorted({t for ths in read_run(args.run)["units"].values() for t in ths})
+    record = read_run(args.run)
+    run_thresholds = sorted({t for ths in record["units"].values() for t in ths})
     if args.figure_threshold not in run_thresholds:
         raise GalsegError(
             f"--figure-threshold {args.figure_threshold}: {args.run} has thresholds {run_thresholds}"
         )
-    evaluation = evaluate_run(
-        args.run,
-        dataset=args.dataset,
-        out=out,
-        full_resolution=args.full_resolution,
-        tta=args.tta,
-        human=args.human_reference,
-        n_boot=args.bootstrap,
-        device=args.device,
-        batch_size=args.batch_size,
-    )
-    evaluation_figures(evaluation, out, threshold=args.figure_threshold)
-    print(f"Epoch chosen on: {evaluation.selection}.\n")
-    print(table1_markdown(evaluation.table1, evaluation.intervals))
-    if evaluation.human_reference is not None:
-        print(human_reference_markdown(evaluation.human_reference))
-    for row in evaluation.ece_table():
-        print(f"ECE {row['VARIANT']} th={row['TH']}: {row['ECE']:.4f}")
-    print(f"catalogues, tables and figures in {out}")
+    structures = _structures(args.target, record, args.run)
+    predictor = load(args.run, device=args.device)
+    for structure in structures:
+        # arms in the evaluation folder itself (as before bars); a bar in its 'bar' subfolder
+        where = out if structure == "spiral" else out / structure
+        evaluation = evaluate_run(
+            args.run,
+            dataset=args.dataset,
+            out=where,
+            full_resolution=args.full_resolution,
+            tta=args.tta,
+            human=args.human_reference,
+            n_boot=args.bootstrap,
+            batch_size=args.batch_size,
+            predictor=predictor,
+            structure=structure,
+        )
+        evaluation_figures(evaluation, where, threshold=args.figure_threshold)
+        print(f"## {structure}\n\nEpoch chosen on: {evaluation.selection}.\n")
+        print(table1_markdown(evaluation.table1, evaluation.intervals))
+        if evaluation.human_reference is not None:
+            print(human_reference_markdown(evaluation.human_reference))
+        for row in evaluation.ece_table():
+            print(f"ECE {row['VARIANT']} th={row['TH']}: {row['ECE']:.4f}")
+        print(f"{structure}: catalogues, tables and figures in {where}\n")
     return 0
+
+
+def _structures(target: str | None, record: dict, run) -> tuple[str, ...]:
+    """The structures ``--target`` asks of a run (default: all it segments), checked against it."""
+    have = TARGETS[record["config"].get("target", "spiral")]
+    wanted = TARGETS[target] if target else have
+    missing = [s for s in wanted if s not in have]
+    if missing:
+        trained = "+".join(have)
+        raise GalsegError(f"--target {target}: {run} was trained for {trained}, not {'+'.join(missing)}")
+    return wanted
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -137,7 +157,7 @@ def _predict(args: argparse.Namespace) -> int:
     from galseg.plots import prediction_overlay
     from galseg.predict import predict_files
     from galseg.ready import ready_run
-    from galseg.train import RUN_FILE, parse_thresholds, start_runtime
+    from galseg.train import RUN_FILE, parse_thresholds, read_run, start_runtime
 
     first = Path(args.inputs[0])
     if (first / RUN_FILE).is_file():
@@ -147,9 +167,12 @@ def _predict(args: argparse.Namespace) -> int:
     if not inputs:
         raise GalsegError(f"{run}: no inputs after the run folder; give image files or folders")
     runtime = start_runtime(args.device)
-    predictor = load(run, device=runtime.device, precision=args.precision)
+    predictor = load(run, device=runtime.device, precision=args.precision, compile=args.compile)
     if args.thresholds:
         predictor = predictor.select(parse_thresholds(args.thresholds))
+    structures = _structures(args.target, read_run(run), run)
+    if len(structures) == 1:
+        predictor = predictor.only(structures[0])
     catalogue = predict_files(
         predictor,
         inputs,
@@ -159,7 +182,7 @@ def _predict(args: argparse.Namespace) -> int:
         workers=args.workers,
         overlay=prediction_overlay if args.overlay else None,
         tta=args.tta,
-        measure_arms_too=args.arms,
+        measure_arms_too=args.measure,
     )
     if not runtime.main:
         return 0
@@ -287,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["binary", "multi"],
         help="binary: one 2-class net per threshold (the paper); multi: one net for all",
     )
+    p.add_argument(
+        "--target",
+        default="spiral",
+        choices=list(TARGETS),
+        help="what to segment: spiral arms, bars, or both with one network (needs --head multi)",
+    )
     p.add_argument("--epochs", type=_count(1), default=20)
     p.add_argument("--batch-size", type=_count(1), default=16)
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
@@ -337,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="also score on the original vote maps, predictions upsampled",
     )
+    p.add_argument(
+        "--target",
+        default=None,
+        choices=list(TARGETS),
+        help="structures to report (default: every one the run segments)",
+    )
     p.add_argument("--figure-threshold", type=_threshold, default=3, help="threshold of Figures 1 and 5")
     p.add_argument("--tta", action="store_true", help="also score test-time augmentation (8 orientations)")
     p.add_argument(
@@ -359,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
         "image files, folders, or text files listing paths",
     )
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "--target",
+        default=None,
+        choices=list(TARGETS),
+        help="structures to report (default: every one the run segments)",
+    )
     p.add_argument("--thresholds", default=None, help="a subset of the run's thresholds, e.g. 3 or 1,3,5")
     p.add_argument("--catalogue", default="catalogue.ecsv", help="file name; .ecsv, .csv, .fits or .parquet")
     p.add_argument("--batch-size", type=_count(1), default=16)
@@ -372,6 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "float32", "bf16"],
         help="auto: bf16 autocast on CUDA and on CPUs with native bf16, else float32",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the networks: minutes of compiling first, faster after (long surveys)",
+    )
     p.add_argument("--overlay", action="store_true", help="also write PNG overlays of the masks")
     p.add_argument(
         "--tta",
@@ -379,10 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="average over the 8 flips/quarter turns; write their spread as an UNCERT HDU",
     )
     p.add_argument(
+        "--measure",
         "--arms",
+        dest="measure",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="measure arm count, pitch angle and chirality at each threshold (arms.ecsv)",
+        help="measure arm count, pitch angle and chirality (arms.ecsv), and the bar's length, angle "
+        "and light, at each threshold",
     )
     p.set_defaults(func=_predict)
 

@@ -5,7 +5,7 @@ Layout of a dataset folder::
     images.npy     (N, S, S, 3) uint8   RGB, area-averaged to S x S
     spiral.npy     (N, S, S)    uint8   spiral-arm vote counts, resampled, 0..15
     bar.npy        (N, S, S)    uint8   bar vote counts, likewise
-    catalogue.ecsv one row per galaxy: identity, source file, arm fractions, split
+    catalogue.ecsv one row per galaxy: identity, source file, arm and bar fractions, split
     manifest.json  settings, counts, skipped files and why; written last, so its presence
                    means the dataset is complete
 
@@ -158,6 +158,7 @@ class _Prepared:
     dec: float = 0.0
     n_classifications: int = 0
     max_votes: int = 0
+    bar_max_votes: int = 0
     outline_mismatch_px: int = 0
     image: np.ndarray | None = None
     spiral: np.ndarray | None = None
@@ -184,6 +185,7 @@ def _prepare_one(args: tuple[Path, Path, int]) -> _Prepared:
         dec=float(meta["dec"][0]),
         n_classifications=galaxy.n_classifications,
         max_votes=int(galaxy.spiral_votes.max()),
+        bar_max_votes=int(galaxy.bar_votes.max()),
         outline_mismatch_px=int(np.count_nonzero(redrawn != galaxy.spiral_votes)),
         image=resize_image(galaxy.image, size),
         spiral=resize_votes(galaxy.spiral_votes, size),
@@ -202,6 +204,7 @@ def _save_chunk(path: Path, results: list[_Prepared], size: int) -> None:
             "dec": r.dec,
             "n_classifications": r.n_classifications,
             "max_votes": r.max_votes,
+            "bar_max_votes": r.bar_max_votes,
             "outline_mismatch_px": r.outline_mismatch_px,
         }
         for r in results
@@ -329,7 +332,7 @@ def _assemble(
     # written sequentially (header, then each chunk's bytes), not through a memory map, whose
     # dirty pages would count in RSS: memory stays one chunk whatever the dataset's size
     files = {name: open(out / f".{name}.npy.part", "wb") for name in shapes}
-    fractions = []
+    fractions: dict[str, list[np.ndarray]] = {"spiral": [], "bar": []}
     try:
         for name, shape in shapes.items():
             np.lib.format.write_array_header_1_0(
@@ -341,14 +344,16 @@ def _assemble(
                 for name, fh in files.items():
                     data = np.ascontiguousarray(chunk[name][keep])
                     fh.write(data.tobytes())
-                    if name == "spiral":
-                        fractions.append(arm_fractions(data))
+                    if name in ("spiral", "bar"):
+                        fractions[name].append(arm_fractions(data))
     finally:
         for fh in files.values():
             fh.close()
     for name in shapes:
         os.replace(out / f".{name}.npy.part", out / f"{name}.npy")
-    fractions = np.concatenate(fractions) if fractions else np.zeros((0, len(THRESHOLDS)))
+    bars = np.concatenate(fractions["bar"]) if fractions["bar"] else np.zeros((0, len(THRESHOLDS)))
+    bars = bars.astype(np.float32)
+    fractions = np.concatenate(fractions["spiral"]) if fractions["spiral"] else np.zeros((0, len(THRESHOLDS)))
 
     mangaids = [r["mangaid"] for r in good]
     has_arms = fractions[:, 0] > 0
@@ -363,9 +368,11 @@ def _assemble(
             "DEC": np.array([r["dec"] for r in good], dtype=np.float64),
             "N_CLASSIFICATIONS": np.array([r["n_classifications"] for r in good], dtype=np.int16),
             "MAX_VOTES": np.array([r["max_votes"] for r in good], dtype=np.int16),  # full resolution
+            "BAR_MAX_VOTES": np.array([r.get("bar_max_votes", 0) for r in good], dtype=np.int16),
             "OUTLINE_MISMATCH_PX": np.array([r["outline_mismatch_px"] for r in good], dtype=np.int64),
             "SOURCE_FILE": np.array([r["source"] for r in good], dtype=str),
             **{f"ARM_FRACTION_TH{th}": fractions[:, k].astype(np.float32) for k, th in enumerate(THRESHOLDS)},
+            **{f"BAR_FRACTION_TH{th}": bars[:, k] for k, th in enumerate(THRESHOLDS)},
             "SPLIT": split.astype("U5"),
         }
     )
@@ -496,7 +503,8 @@ def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def _rescale(image: torch.Tensor, votes: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Zoom about the centre by ``scale`` keeping the size: out (< 1) pads with sky like the
-    border's, in (> 1) crops; votes follow by nearest neighbour, so counts stay whole."""
+    border's, in (> 1) crops; votes ((S, S), or one plane per structure) follow by nearest
+    neighbour, so counts stay whole."""
     size = image.shape[-1]
     inner = max(8, int(round(size * scale)))
     if inner == size:
@@ -504,18 +512,20 @@ def _rescale(image: torch.Tensor, votes: torch.Tensor, scale: float) -> tuple[to
     image = F.interpolate(
         image[None], size=(inner, inner), mode="bilinear", antialias=True, align_corners=False
     )[0]
-    votes = F.interpolate(votes[None, None].float(), size=(inner, inner), mode="nearest")[0, 0].long()
+    planes = votes.reshape(1, -1, size, size).float()
+    planes = F.interpolate(planes, size=(inner, inner), mode="nearest")[0].long()
+    votes = planes.reshape(*votes.shape[:-2], inner, inner)
     if inner > size:
         lo = (inner - size) // 2
-        return image[:, lo : lo + size, lo : lo + size], votes[lo : lo + size, lo : lo + size]
+        return image[:, lo : lo + size, lo : lo + size], votes[..., lo : lo + size, lo : lo + size]
     # the new border is sky: the old border's level and noise, never a copy of the galaxy
     frame = torch.cat([image[:, :2].flatten(1), image[:, -2:].flatten(1), image[:, :, :2].flatten(1)], dim=1)
     sky, noise = frame.median(dim=1).values, frame.std(dim=1)
     canvas = sky.view(-1, 1, 1) + noise.view(-1, 1, 1) * torch.randn(image.shape[0], size, size)
     lo = (size - inner) // 2
     canvas[:, lo : lo + inner, lo : lo + inner] = image
-    padded = torch.zeros(size, size, dtype=votes.dtype)
-    padded[lo : lo + inner, lo : lo + inner] = votes
+    padded = torch.zeros(*votes.shape[:-2], size, size, dtype=votes.dtype)
+    padded[..., lo : lo + inner, lo : lo + inner] = votes
     return canvas, padded
 
 
@@ -552,7 +562,8 @@ class ArmDataset(torch.utils.data.Dataset):
 
     image: float32 (3, S, S) in [0, 1]. target: int64 (S, S) class indices ``votes >= threshold``
     for a single-threshold model, or the raw vote counts (int64, 0..15) when ``threshold`` is
-    None, for models that learn all six levels at once. With ``augment``, one of the eight
+    None, for models that learn all six levels at once: (S, S) for one structure, (K, S, S) for
+    K ``structures`` (``spiral``, ``bar``) in that order. With ``augment``, one of the eight
     flips/rotations is drawn per item and applied identically to image and target, after the
     survey-like changes of :func:`augment_photometry` (unless ``photometric`` is False).
     """
@@ -566,28 +577,33 @@ class ArmDataset(torch.utils.data.Dataset):
         augment: bool = False,
         photometric: bool = True,
         indices: Sequence[int] | None = None,
+        structures: Sequence[str] = ("spiral",),
     ) -> None:
         self.folder = dataset.folder
         self.rows = np.asarray(indices if indices is not None else dataset.indices(split), dtype=np.int64)
         self.threshold = threshold
         self.augment = augment
         self.photometric = photometric
+        self.structures = tuple(structures)
+        if threshold is not None and len(self.structures) != 1:
+            raise GalsegError("a single-threshold target is for one structure; use threshold=None")
         self._images: np.ndarray | None = None
-        self._votes: np.ndarray | None = None
+        self._votes: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def _open(self) -> None:  # lazily, so each DataLoader worker maps the files itself
         self._images = np.load(self.folder / "images.npy", mmap_mode="r")
-        self._votes = np.load(self.folder / "spiral.npy", mmap_mode="r")
+        self._votes = [np.load(self.folder / f"{s}.npy", mmap_mode="r") for s in self.structures]
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._images is None:
             self._open()
         row = self.rows[item]
         image = torch.from_numpy(np.array(self._images[row])).permute(2, 0, 1).float().div_(255.0)
-        votes = torch.from_numpy(np.array(self._votes[row])).long()
+        planes = [torch.from_numpy(np.array(v[row])).long() for v in self._votes]
+        votes = planes[0] if len(planes) == 1 else torch.stack(planes)
         target = votes if self.threshold is None else (votes >= self.threshold).long()
         if self.augment:
             if self.photometric:

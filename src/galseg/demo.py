@@ -54,6 +54,7 @@ class DemoSettings:
     size: int = 128
     preset: str = "small"
     head: str = "multi"
+    target: str = "both"  # arms and bar from one network (spiral alone with separate networks)
     epochs: int = 3
     batch_size: int = 16
     steps_per_epoch: int | None = None
@@ -161,6 +162,7 @@ def run_demo(
         steps_per_epoch=s.steps_per_epoch,
         seed=s.seed,
         patience=max(2, s.epochs),
+        target=s.target if s.head == "multi" else "spiral",
     )
 
     train(config, resume=(run / "run.json").exists(), log=log, on_epoch=figure_3_after_each_epoch(s.preset))
@@ -171,6 +173,10 @@ def run_demo(
     evaluation = evaluate_run(run, out=run / "evaluation", predictor=predictor)
     evaluation_figures(evaluation, figures)
     comparison = baseline_comparison(dataset, evaluation.per_galaxy)
+    bars = None
+    if "bar" in predictor.structures:
+        bars = evaluate_run(run, out=run / "evaluation" / "bar", predictor=predictor, structure="bar")
+        evaluation_figures(bars, figures / "bar")
     done("evaluate")
 
     stage("predict")
@@ -190,7 +196,7 @@ def run_demo(
         done("real galaxies")
 
     timings["total"] = sum(timings.values())
-    report = write_report(out, settings, run, evaluation, comparison, predicted, timings, real_check)
+    report = write_report(out, settings, run, evaluation, comparison, predicted, timings, real_check, bars)
     log(f"report: {report} (stages took {timings['total']:.0f} s)")
     return report
 
@@ -211,6 +217,14 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _formatted(table) -> list[dict]:
+    """An astropy table's rows as dicts, floats to two decimals."""
+    return [
+        {k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in zip(row.colnames, row, strict=True)}
+        for row in table
+    ]
+
+
 def _markdown_table(markdown: str) -> str:
     lines = [line.strip().strip("|").split("|") for line in markdown.strip().splitlines()]
     header, body = [c.strip() for c in lines[0]], lines[2:]
@@ -227,6 +241,7 @@ SECTIONS = (
     "Predictions on held-out galaxies",
     "Real galaxies",
     "Detection",
+    "Bars",
     "Human reference",
     "Calibration",
     "Baseline",
@@ -243,6 +258,7 @@ def write_report(
     predicted,
     timings: dict[str, float],
     real_check=None,
+    bars=None,
 ) -> Path:
     """One self-contained HTML page; its figures are also kept as PNG under ``out/figures``."""
     figures = out / "figures"
@@ -256,10 +272,7 @@ def write_report(
     overlays = sorted((out / "predictions" / "overlays").glob("*.png"))
     for path in overlays:
         (figures / f"prediction_{path.name}").write_bytes(path.read_bytes())
-    detection_rows = [
-        {k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in zip(row.colnames, row, strict=True)}
-        for row in evaluation.detection
-    ]
+    detection_rows = _formatted(evaluation.detection)
     ok = predicted[predicted["ERROR"] == ""]
     prediction_rows = [
         {
@@ -268,6 +281,8 @@ def write_report(
             "has arms": bool(r["HAS_ARMS"]),
             "arm pixels": r["ARM_PIXELS"],
             "arm fraction of galaxy": f"{r['ARM_FRACTION_FOOTPRINT']:.3f}",
+            "has bar": bool(r["HAS_BAR"]) if "HAS_BAR" in r.colnames else "-",
+            "bar length (px)": f"{r['BAR_LENGTH_PX']:.0f}" if "BAR_LENGTH_PX" in r.colnames else "-",
         }
         for r in ok
         if r["TH"] in (1, 3, 6)
@@ -303,10 +318,21 @@ def write_report(
         "Predictions on held-out galaxies": '<div class="pairs">'
         + "".join(_img(p, p.stem) for p in overlays)
         + "</div>"
-        + _table(prediction_rows, ["galaxy", "th", "has arms", "arm pixels", "arm fraction of galaxy"]),
+        + _table(prediction_rows, list(prediction_rows[0]) if prediction_rows else []),
         "Detection": "<p>Does the model find arms in the galaxies where volunteers drew them?</p>"
         + _table(detection_rows, list(evaluation.detection.colnames))
         + _img(figures / "detection.png", "detection"),
+        "Bars": (
+            "<p>The same network's bar head against the volunteers' bar outlines (GZ:3D HDU 4), on the "
+            "same test galaxies: Table 1 for bars, detection of barred galaxies, and one galaxy at six "
+            "thresholds (the white dashed outlines in the predictions above are the bar at th=3).</p>"
+            + _markdown_table(table1_markdown(bars.table1, bars.intervals))
+            + _table(_formatted(bars.detection), list(bars.detection.colnames))
+            + _img(figures / "bar" / "figure4_thresholds.png", "bar at six thresholds")
+            + _img(figures / "bar" / "detection.png", "bar detection")
+            if bars is not None
+            else "<p>(this run segments spiral arms only: train with <code>--target both</code>)</p>"
+        ),
         "Real galaxies": (
             "<p>The same network on real SDSS and DECaLS cutouts (<code>shared/real</code>: SpArcFiRe's "
             "arm masks and Galaxy Zoo votes; never used for training). Arm recall and precision count "
@@ -380,7 +406,7 @@ section {{ margin-bottom: 2em; }}
 <body><h1>galseg: spiral arms on synthetic GZ:3D galaxies</h1>
 <p>{settings.n} synthetic galaxies, {settings.preset} preset, {
         "one network for all six thresholds" if settings.head == "multi" else "one network per threshold"
-    }, {settings.epochs} epochs at {settings.size} px.</p>
+    }{" of arms and bar" if bars is not None else ""}, {settings.epochs} epochs at {settings.size} px.</p>
 {body}
 <script>
 // lets a headless browser confirm that every figure decoded and every table is there

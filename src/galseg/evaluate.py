@@ -54,6 +54,7 @@ class Evaluation:
     """How the evaluated epoch was chosen (from the run's config), stated beside every table."""
     human_per_galaxy: Table | None = None
     human_reference: Table | None = None
+    structure: str = "spiral"
 
     def ece_table(self) -> Table:
         rows = [
@@ -81,8 +82,10 @@ def evaluate_run(
     device: str = "auto",
     predictor: Predictor | None = None,
     show_progress: bool = True,
+    structure: str = "spiral",
 ) -> Evaluation:
-    """Score every threshold of ``run`` on the test split of its dataset (or ``dataset``).
+    """Score every threshold of ``run`` on the test split of its dataset (or ``dataset``), for
+    one ``structure`` (spiral arms, or the bar of a run that segments bars).
 
     Metrics are computed on the training grid and, with ``full_resolution``, again on each
     galaxy's original vote map with the probabilities upsampled to it (so numbers compare with
@@ -91,7 +94,7 @@ def evaluate_run(
     ``n_splits`` random panel splits per galaxy, full resolution, from the raw outlines).
     Writes catalogues and tables under ``out``.
     """
-    predictor = predictor or load(run, device=device)
+    predictor = (predictor or load(run, device=device)).only(structure)
     data = open_dataset(dataset or predictor.config["dataset"])
     if data.size != predictor.size:
         raise GalsegError(
@@ -100,7 +103,7 @@ def evaluate_run(
     rows = data.indices("test")
     if not len(rows):
         raise GalsegError(f"{data.folder}: the test split is empty")
-    images, votes = data.array("images"), data.array("spiral")
+    images, votes = data.array("images"), data.array(structure)
     catalogue = data.catalogue[rows]
     mangaids = np.asarray(catalogue["MANGAID"])
     source_dir = Path(data.manifest.get("source_dir", ""))
@@ -114,7 +117,10 @@ def evaluate_run(
     all_six = tuple(thresholds) == tuple(THRESHOLDS)
     vote_fraction = {v: Reliability() for v in variants} if all_six else {}
     human_rows: list[dict] = []
-    example = int(np.argmax(np.asarray(catalogue["ARM_FRACTION_TH3"])))
+    # the test galaxy with the most marked pixels at th=3 is the one shown (Figure 4)
+    fraction = {"spiral": "ARM_FRACTION_TH3", "bar": "BAR_FRACTION_TH3"}[structure]
+    example = int(np.argmax(np.asarray(catalogue[fraction]))) if fraction in catalogue.colnames else 0
+    most = {"spiral": "MAX_VOTES", "bar": "BAR_MAX_VOTES"}[structure]
     example_p = None
     chunk = 64
     for start in progress(range(0, len(rows), chunk), desc="evaluate", enabled=show_progress):
@@ -136,20 +142,19 @@ def evaluate_run(
         if not (full_resolution or human):
             continue
         for j, row in enumerate(catalogue[start : start + chunk]):
-            drawn = row["MAX_VOTES"] > 0 if "MAX_VOTES" in catalogue.colnames else True
+            drawn = row[most] > 0 if most in catalogue.colnames else True
             if not (full_resolution or drawn):
                 continue  # nobody drew on it: no panel marks arms, nothing to compare
             galaxy = read_gz3d(source_dir / row["SOURCE_FILE"], outlines=human and drawn)
-            p_full = upsample(p[j], galaxy.spiral_votes.shape)
+            full_votes = galaxy.spiral_votes if structure == "spiral" else galaxy.bar_votes
+            p_full = upsample(p[j], full_votes.shape)
             if full_resolution:
                 for k, th in enumerate(thresholds):
-                    counts["full", th].append(
-                        confusion((galaxy.spiral_votes >= th)[None], (p_full[k] > 0.5)[None])
-                    )
+                    counts["full", th].append(confusion((full_votes >= th)[None], (p_full[k] > 0.5)[None]))
             if human and drawn:
                 mangaid = str(row["MANGAID"])
                 people, machine = panel_jaccards(
-                    volunteer_drawings(galaxy),
+                    volunteer_drawings(galaxy, structure),
                     p_full > 0.5,
                     thresholds,
                     n_splits=n_splits,
@@ -186,6 +191,7 @@ def evaluate_run(
         selection=selection_rule(predictor.config),
         human_per_galaxy=human_per,
         human_reference=human_reference_table(human_per, n_boot=n_boot) if human_per is not None else None,
+        structure=structure,
     )
     if out is not None:
         write_evaluation(evaluation, out, run=str(run))
@@ -246,10 +252,11 @@ def write_evaluation(evaluation: Evaluation, out: str | os.PathLike[str], *, run
         )
 
 
-def volunteer_drawings(galaxy) -> np.ndarray:
-    """(V, H, W) uint8: each volunteer's outlines (HDU 9) rasterised on the image grid."""
+def volunteer_drawings(galaxy, structure: str = "spiral") -> np.ndarray:
+    """(V, H, W) uint8: each volunteer's outlines (HDU 9, or HDU 10 for the bar) rasterised on
+    the image grid."""
     shape = galaxy.spiral_votes.shape
-    outlines = galaxy.spiral_outlines()
+    outlines = galaxy.spiral_outlines() if structure == "spiral" else galaxy.bar_outlines()
     drawings = np.zeros((len(outlines), *shape), dtype=np.uint8)
     for v, paths in enumerate(outlines):
         drawings[v] = rasterise_outlines(paths, shape)
@@ -362,6 +369,7 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
     """Predict every real cutout and score it: per galaxy and threshold, whether arms were found,
     and against SpArcFiRe's arm masks the matched pixels (within :data:`REAL_TOLERANCE_NET_PX`
     network pixels), plus the measured pitch and winding beside SpArcFiRe's."""
+    predictor = predictor.only("spiral")  # the references are arms; a run's bar head is not scored
     rows = []
     for galaxy in real_galaxies(folder):
         image = read_picture(galaxy.path)
@@ -399,6 +407,7 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
 def real_examples(predictor: Predictor, folder: str | os.PathLike[str], *, count: int = 12) -> dict:
     """Inputs of the real-galaxies figure: every third labelled cutout (spirals and smooth ones
     alike, not the best), with P(votes >= 1) and P(votes >= 3) and any SpArcFiRe arm mask."""
+    predictor = predictor.only("spiral")
     chosen = [g for g in real_galaxies(folder) if g.kind in ("spiral", "smooth")][::3][:count]
     planes = [predictor.thresholds.index(t) for t in (1, 3) if t in predictor.thresholds]
     images = [read_picture(g.path) for g in chosen]

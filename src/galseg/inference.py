@@ -1,7 +1,10 @@
 """Inference: a trained run as one object that maps images to P(votes >= th) at each threshold.
 
 A run trained with one network per threshold and a run with one ordinal network answer the
-same calls, so evaluation, prediction and the demo do not care which head made them. The
+same calls, so evaluation, prediction and the demo do not care which head made them. A run of
+several structures (``--target both``: arms and bar) returns one plane per (structure,
+threshold), structure-major; :meth:`Predictor.split` names them and :meth:`Predictor.only`
+narrows a run to one structure. The
 arithmetic precision is chosen per device (:func:`choose_precision`): bf16 autocast where the
 hardware runs it natively, float32 elsewhere.
 """
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galseg import GalsegError
+from galseg import TARGETS, GalsegError
 from galseg.dataset import DIHEDRAL, dihedral, resize_image, undo_dihedral
 from galseg.train import autocast, choose_precision, load_checkpoint, read_run, resolve_device
 from galseg.unet import UNet, probabilities
@@ -30,7 +33,9 @@ class Predictor:
 
     Attributes
     ----------
-    thresholds : the vote thresholds predicted, in order (the T axis of every output).
+    thresholds : the vote thresholds predicted, in order.
+    structures : what is segmented ("spiral", "bar"), in order; the plane axis of every output
+        is structures x thresholds, structure-major (just the thresholds for one structure).
     size : the side, in pixels, that the networks were trained at.
     """
 
@@ -45,6 +50,23 @@ class Predictor:
     run_id: str = ""
     """Digest of the checkpoints' bytes and the precision: outputs record it, so a rerun can
     tell its own results from another run's."""
+    structures: tuple[str, ...] = ("spiral",)
+    compiled: bool = False
+    """Networks wrapped by torch.compile: batches are padded to one size, so it compiles once."""
+
+    @property
+    def planes(self) -> int:
+        return len(self.structures) * len(self.thresholds)
+
+    def split(self, p: np.ndarray) -> dict[str, np.ndarray]:
+        """{structure: its (..., T, H, W) planes} of an output with the plane axis third from last."""
+        return by_structure(p, self.structures, len(self.thresholds))
+
+    def only(self, structure: str) -> Predictor:
+        """The same run answering for one structure (its network still computes all of them)."""
+        if structure not in self.structures:
+            raise GalsegError(f"{self.run}: segments {', '.join(self.structures)}, not {structure}")
+        return replace(self, structures=(structure,))
 
     @torch.inference_mode()
     def probabilities(
@@ -52,8 +74,8 @@ class Predictor:
     ) -> np.ndarray:
         """P(votes >= th) per pixel for (N, S, S, 3) uint8 images at the run's size.
 
-        Returns float32 (N, T, S, S), T = len(self.thresholds). With ``tta``, the mean over the
-        eight flips and quarter turns (see :meth:`tta_probabilities`).
+        Returns float32 (N, P, S, S), P = :attr:`planes` (the thresholds, per structure). With
+        ``tta``, the mean over the eight flips and quarter turns (see :meth:`tta_probabilities`).
         """
         return (
             self.tta_probabilities(images, batch_size=batch_size)[0]
@@ -76,13 +98,16 @@ class Predictor:
         images = torch.as_tensor(np.asarray(images))
         if images.ndim != 4 or images.shape[-1] != 3:
             raise GalsegError(f"expected images of shape (N, H, W, 3), got {tuple(images.shape)}")
-        shape = (images.shape[0], len(self.thresholds), *images.shape[1:3])
+        shape = (images.shape[0], self.planes, *images.shape[1:3])
         mean, spread = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size].to(self.device, non_blocking=True)
             x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+            n = x.shape[0]
+            if self.compiled and n < batch_size:  # one input shape: no recompilation for the last batch
+                x = torch.cat([x, x.new_zeros(batch_size - n, *x.shape[1:])])
             views = torch.stack(
-                [undo_dihedral(self._forward(dihedral(x, k, flip)), k, flip) for k, flip in transforms]
+                [undo_dihedral(self._forward(dihedral(x, k, flip)), k, flip)[:n] for k, flip in transforms]
             )
             mean[start : start + len(batch)] = views.mean(0).cpu().numpy()
             if len(transforms) > 1:
@@ -90,18 +115,24 @@ class Predictor:
         return mean, spread
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, T, S, S) probabilities for a (n, 3, S, S) float batch."""
+        """(n, P, S, S) probabilities for a (n, 3, S, S) float batch."""
         # channels_last: +29% inference on CPU, tensor-core layout on GPU (benchmarks/bench_model.py)
         x = x.contiguous(memory_format=torch.channels_last)
-        out = torch.empty(x.shape[0], len(self.thresholds), *x.shape[2:], device=x.device)
+        t = len(self.thresholds)
+        out = torch.empty(x.shape[0], self.planes, *x.shape[2:], device=x.device)
         for model, unit_thresholds in self.units:
             with autocast(self.device, self.precision):
                 logits = model(x)
             p = probabilities(logits.float(), model.args.head)
             p = p.unsqueeze(1) if p.ndim == 3 else p
-            for k, th in enumerate(unit_thresholds):
-                if th in self.thresholds:
-                    out[:, self.thresholds.index(th)] = p[:, k]
+            unit_structures = model.args.structures
+            for j, structure in enumerate(unit_structures):
+                if structure not in self.structures:
+                    continue
+                first = self.structures.index(structure) * t
+                for k, th in enumerate(unit_thresholds):
+                    if th in self.thresholds:
+                        out[:, first + self.thresholds.index(th)] = p[:, j * len(unit_thresholds) + k]
         return out
 
     def select(self, thresholds: Sequence[int]) -> Predictor:
@@ -119,16 +150,23 @@ class Predictor:
         """P(votes >= th) for one (H, W, 3) uint8 image of any size, on its own pixel grid.
 
         The image is area-averaged to the run's size, predicted, and the probabilities are
-        brought back to (T, H, W) by bilinear interpolation.
+        brought back to (P, H, W) by bilinear interpolation.
         """
         small = resize_image(image, self.size)[None]
         p = self.probabilities(small)[0]
         return upsample(p, image.shape[:2])
 
-    def masks(self, image: np.ndarray) -> dict[int, np.ndarray]:
-        """{threshold: (H, W) bool arm mask} for one image: the notebook entry point."""
-        p = self.predict_image(image)
+    def masks(self, image: np.ndarray, structure: str | None = None) -> dict[int, np.ndarray]:
+        """{threshold: (H, W) bool mask} of one structure (the run's first: arms, unless it
+        only segments bars) for one image: the notebook entry point."""
+        p = self.split(self.predict_image(image))[structure or self.structures[0]]
         return {th: p[k] > 0.5 for k, th in enumerate(self.thresholds)}
+
+
+def by_structure(p: np.ndarray, structures: Sequence[str], n_thresholds: int) -> dict[str, np.ndarray]:
+    """Name the planes of an output (plane axis third from last, structure-major) by structure."""
+    t = n_thresholds
+    return {s: p[..., k * t : (k + 1) * t, :, :] for k, s in enumerate(structures)}
 
 
 def upsample(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -149,11 +187,13 @@ def load(
     device: str | torch.device = "auto",
     checkpoint: str = "best",
     precision: str = "auto",
+    compile: bool = False,
 ) -> Predictor:
     """Load every network of a run (the best epoch by default) for inference.
 
     ``precision``: 'auto' (bf16 autocast on CUDA and on CPUs with native bf16, else float32),
-    'float32' or 'bf16'.
+    'float32' or 'bf16'. ``compile``: wrap each network in ``torch.compile`` (a minute or
+    more of compiling first; worth it for long surveys, see benchmarks/bench_predict.py).
     """
     run = Path(run)
     record = read_run(run)
@@ -169,10 +209,16 @@ def load(
         with open(path, "rb") as fh:
             digest.update(hashlib.file_digest(fh, "sha256").digest())
         model = model.to(memory_format=torch.channels_last)
+        if compile:
+            model.forward = torch.compile(model.forward)  # keeps .args and the module's own attributes
         units.append((model, tuple(unit_thresholds)))
         thresholds.extend(unit_thresholds)
+    target = record["config"].get("target", "spiral")  # runs from before bars: arms
+    if target not in TARGETS:
+        raise GalsegError(f"{run / 'run.json'}: unknown target {target!r}")
     return Predictor(
         run=run,
+        structures=TARGETS[target],
         units=units,
         thresholds=tuple(thresholds),
         size=size,
@@ -181,4 +227,5 @@ def load(
         config=record["config"],
         precision=chosen,
         run_id=f"{digest.hexdigest()[:16]}:{chosen}",
+        compiled=compile,
     )

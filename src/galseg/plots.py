@@ -114,7 +114,7 @@ def training_curves(
 
 
 def metric_histograms(
-    per_galaxy, threshold: int, path: str | os.PathLike[str], *, grid: str = "train_size"
+    per_galaxy, threshold: int, path: str | os.PathLike[str], *, grid: str = "train_size", noun: str = "arm"
 ) -> Path:
     """The paper's Figure 5: accuracy, precision and Jaccard per galaxy at one threshold, over the
     galaxies where both the volunteers and the model mark arms (the Table 1 selection)."""
@@ -132,7 +132,7 @@ def metric_histograms(
         ax.set_xlim(0, 1)
     axes[0].set_ylabel("galaxies")
     fig.suptitle(
-        f"th = {threshold}: {len(t)} test galaxies where volunteers and model both mark arms", fontsize=10
+        f"th = {threshold}: {len(t)} test galaxies where volunteers and model both mark {noun}s", fontsize=10
     )
     fig.tight_layout()
     return _save(fig, path)
@@ -168,7 +168,13 @@ def thresholds_example(
 
 
 def votes_figure(
-    image: np.ndarray, votes: np.ndarray, threshold: int, path: str | os.PathLike[str], *, title: str = ""
+    image: np.ndarray,
+    votes: np.ndarray,
+    threshold: int,
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    noun: str = "spiral-arm",
 ) -> Path:
     """The paper's Figure 1: image, vote counts with a colour bar, votes >= th, and the binary mask."""
     fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
@@ -179,7 +185,7 @@ def votes_figure(
     axes[0].set_title(title or "image", fontsize=9)
     shown = axes[1].imshow(votes, origin="upper", cmap=ARM_CMAP, vmin=0, vmax=max(15, int(votes.max())))
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04, label="volunteers")
-    axes[1].set_title("spiral-arm vote counts", fontsize=9)
+    axes[1].set_title(f"{noun} vote counts", fontsize=9)
     kept = np.where(votes >= threshold, votes, 0)
     shown = axes[2].imshow(kept, origin="upper", cmap=ARM_CMAP, vmin=0, vmax=max(15, int(votes.max())))
     fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.04)
@@ -190,7 +196,7 @@ def votes_figure(
     return _save(fig, path)
 
 
-def detection_bars(detection, path: str | os.PathLike[str]) -> Path:
+def detection_bars(detection, path: str | os.PathLike[str], *, noun: str = "arm") -> Path:
     """Galaxy-level detection precision, recall and F1 against the threshold."""
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     th = np.asarray(detection["TH"])
@@ -202,7 +208,7 @@ def detection_bars(detection, path: str | os.PathLike[str]) -> Path:
             label=name.lower(),
         )
     ax.set_xlabel("vote threshold th")
-    ax.set_ylabel("galaxies with arms: score")
+    ax.set_ylabel(f"galaxies with {noun}s: score")
     ax.set_ylim(0, 1.05)
     ax.set_xticks(th)
     ax.legend(fontsize=8, ncol=3, loc="lower center")
@@ -256,8 +262,16 @@ def evaluation_figures(evaluation, out: str | os.PathLike[str], *, threshold: in
     out = Path(out)
     th = threshold if threshold in evaluation.thresholds else evaluation.thresholds[0]
     e, name = evaluation, evaluation.example_mangaid
+    noun = "bar" if evaluation.structure == "bar" else "arm"
     return [
-        votes_figure(e.example_image, e.example_votes, th, out / "figure1_votes.png", title=name),
+        votes_figure(
+            e.example_image,
+            e.example_votes,
+            th,
+            out / "figure1_votes.png",
+            title=name,
+            noun="bar" if noun == "bar" else "spiral-arm",
+        ),
         thresholds_example(
             e.example_image,
             e.example_votes,
@@ -266,8 +280,8 @@ def evaluation_figures(evaluation, out: str | os.PathLike[str], *, threshold: in
             out / "figure4_thresholds.png",
             title=name,
         ),
-        metric_histograms(e.per_galaxy, th, out / f"figure5_histograms_th{th}.png"),
-        detection_bars(e.detection, out / "detection.png"),
+        metric_histograms(e.per_galaxy, th, out / f"figure5_histograms_th{th}.png", noun=noun),
+        detection_bars(e.detection, out / "detection.png", noun=noun),
         reliability_diagram(e, out / "reliability.png"),
     ]
 
@@ -283,10 +297,12 @@ def prediction_overlay(
     *,
     arms: dict | None = None,
     geometry=None,
+    bar: np.ndarray | None = None,
 ) -> Path:
     """The input image with the outline of the predicted arms at each threshold and, when measured,
     the fitted log spirals at th=3 (or the lowest threshold); the arm probability beside it.
-    ``source`` is a ``predict.InputImage``; ``arms`` maps threshold to (arms, summary)."""
+    ``source`` is a ``predict.InputImage``; ``arms`` maps threshold to (arms, summary); ``bar``:
+    the bar planes of a run that segments bars too (outlined in white at th=3 or the lowest)."""
     from galseg.arms import spiral_curve
 
     fig, (ax_img, ax_p) = plt.subplots(1, 2, figsize=(8, 4.1))
@@ -297,6 +313,11 @@ def prediction_overlay(
                 probabilities[k], levels=[0.5], colors=[THRESHOLD_COLOURS[(th - 1) % 6]], linewidths=0.9
             )
         ax_img.plot([], [], color=THRESHOLD_COLOURS[(th - 1) % 6], label=f"th={th}")
+    if bar is not None and bar is not probabilities:
+        k = list(thresholds).index(3) if 3 in thresholds else 0
+        if bar[k].max() > 0.5:
+            ax_img.contour(bar[k], levels=[0.5], colors=["white"], linewidths=1.2, linestyles="--")
+        ax_img.plot([], [], color="white", ls="--", label=f"bar th={thresholds[k]}")
     title = source.name
     if arms and geometry is not None:
         th = 3 if 3 in arms else min(arms)

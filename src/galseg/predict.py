@@ -1,4 +1,4 @@
-"""Prediction, the survey path: image files in, arm masks and one catalogue out.
+"""Prediction, the survey path: image files in, arm (and bar) masks and one catalogue out.
 
 Every input gets ``masks/NAME-HASH.fits.gz`` (masks, probabilities, statistics and arms on the
 input's own grid, with its WCS) and rows in the catalogue. NAME is the file's stem made safe,
@@ -30,10 +30,11 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from scipy import ndimage
 
 from galseg import GalsegError, __version__
-from galseg.arms import Arm, ArmSummary, DiscGeometry, disc_geometry, luminance, measure_arms
+from galseg.arms import Arm, ArmSummary, DiscGeometry, disc_geometry, linear_flux, luminance, measure_arms
+from galseg.bars import NO_BAR, measure_bar
 from galseg.dataset import resize_image
-from galseg.gz3d import N_HDUS, read_gz3d, volunteer_hints, wcs_header
-from galseg.inference import Predictor, upsample
+from galseg.gz3d import N_HDUS, bintable_bytes, image_bytes, read_gz3d, volunteer_hints, wcs_header
+from galseg.inference import Predictor, by_structure, upsample
 from galseg.io import (
     atomic_path,
     atomic_write_bytes,
@@ -216,6 +217,32 @@ STAT_COLUMNS = (
     "CHIRALITY_AGREEMENT",
 )
 STAT_DTYPES = ("i2", "?", "i8", "f4", "f4", "f4", "i2", "f4", "f4", "U1", "f4")
+BAR_COLUMNS = (
+    "HAS_BAR",
+    "BAR_PIXELS",
+    "BAR_LENGTH_PX",
+    "BAR_LENGTH_ARCSEC",
+    "BAR_PA_DEG",
+    "BAR_AXIS_RATIO",
+    "BAR_DEPROJ_LENGTH_PX",
+    "BAR_LIGHT_FRACTION",
+)
+BAR_DTYPES = ("?", "i8", "f4", "f4", "f4", "f4", "f4", "f4")
+
+
+def stat_columns(structures: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(names, dtypes) of a catalogue row's per-threshold columns for a run's structures: TH, then
+    the arm columns (spiral), then the bar columns (bar)."""
+    names, dtypes = ["TH"], ["i2"]
+    if "spiral" in structures:
+        names += STAT_COLUMNS[1:]
+        dtypes += STAT_DTYPES[1:]
+    if "bar" in structures:
+        names += BAR_COLUMNS
+        dtypes += BAR_DTYPES
+    return tuple(names), tuple(dtypes)
+
+
 ARM_FIELDS = (
     "PITCH_DEG",
     "PITCH_ERR_DEG",
@@ -273,22 +300,59 @@ def arm_statistics(probabilities: np.ndarray, thresholds: Sequence[int], galaxy:
     return Table(rows=rows, names=STAT_COLUMNS[:6], dtype=STAT_DTYPES[:6])
 
 
-def measure_all(
-    source: InputImage, probabilities: np.ndarray, thresholds: Sequence[int]
-) -> tuple[DiscGeometry, dict[int, tuple[list[Arm], ArmSummary]]]:
-    """Arms at every threshold, with one disc geometry measured from the image and shared."""
-    geometry = disc_geometry(source.image, centre=source.centre, stars=source.stars)
+def disc_context(source: InputImage) -> tuple[DiscGeometry, np.ndarray, float | None]:
+    """What every measurement of one galaxy shares: the disc geometry measured from the image
+    (with the volunteers' centre and stars when the file has them), its light, its pixel scale."""
+    flux = linear_flux(source.image)
+    geometry = disc_geometry(source.image, centre=source.centre, stars=source.stars, flux=flux)
     arcsec = None
     if source.wcs is not None:
         arcsec = float(np.mean(proj_plane_pixel_scales(source.wcs.celestial)) * 3600)
         arcsec = arcsec if np.isfinite(arcsec) and arcsec > 0 else None
-    light = luminance(source.image)  # once for all thresholds
+    return geometry, luminance(source.image, flux=flux), arcsec
+
+
+def measure_all(
+    source: InputImage,
+    probabilities: np.ndarray,
+    thresholds: Sequence[int],
+    context: tuple[DiscGeometry, np.ndarray, float | None] | None = None,
+) -> tuple[DiscGeometry, dict[int, tuple[list[Arm], ArmSummary]]]:
+    """Arms at every threshold, with one disc geometry measured from the image and shared."""
+    geometry, light, arcsec = context or disc_context(source)
     return geometry, {
         th: measure_arms(
             probabilities[k] > 0.5, source.image, geometry=geometry, arcsec_per_px=arcsec, light=light
         )
         for k, th in enumerate(thresholds)
     }
+
+
+def add_bar_columns(
+    stats: Table,
+    probabilities: np.ndarray,
+    context: tuple[DiscGeometry, np.ndarray, float | None] | None,
+) -> None:
+    """Per-threshold bar columns from the bar planes: presence and pixels always (HAS_BAR is
+    BAR_PIXELS > 0, as for arms); length, angle, axis ratio, deprojected length and light share
+    of the central bar region when ``context`` (the disc) was measured, NaN otherwise."""
+    masks = [probabilities[k] > 0.5 for k in range(len(stats))]
+    bars = [
+        measure_bar(m, context[0], light=context[1], arcsec_per_px=context[2]) if context else NO_BAR
+        for m in masks
+    ]
+    stats["HAS_BAR"] = np.array([m.any() for m in masks], dtype="?")
+    stats["BAR_PIXELS"] = np.array([m.sum() for m in masks], dtype="i8")
+    fields = (
+        "length_px",
+        "length_arcsec",
+        "position_angle_deg",
+        "axis_ratio",
+        "deprojected_length_px",
+        "light_fraction",
+    )
+    for column, dtype, name in zip(BAR_COLUMNS[2:], BAR_DTYPES[2:], fields, strict=True):
+        stats[column] = np.array([getattr(b, name) for b in bars], dtype=dtype)
 
 
 def add_arm_summaries(stats: Table, arms: dict[int, tuple[list[Arm], ArmSummary]], *, measured: bool) -> None:
@@ -303,59 +367,80 @@ def add_arm_summaries(stats: Table, arms: dict[int, tuple[list[Arm], ArmSummary]
     )
 
 
-def arms_hdu(arms: dict[int, tuple[list[Arm], ArmSummary]], geometry: DiscGeometry) -> fits.BinTableHDU:
-    """Every fitted arm of one galaxy (one row each), with the disc geometry in the header."""
+def arms_table(arms: dict[int, tuple[list[Arm], ArmSummary]]) -> Table:
+    """Every fitted arm of one galaxy, one row each, at every threshold."""
     rows = [
         {"TH": th, "ARM": n + 1, **{k.upper(): v for k, v in arm.as_row().items()}}
         for th, (found, _) in arms.items()
         for n, arm in enumerate(found)
     ]
-    table = Table(rows=rows) if rows else Table(names=("TH", "ARM", *ARM_FIELDS), dtype=ARM_DTYPES[3:])
-    hdu = fits.BinTableHDU(table, name="ARMS")
-    hdu.header["CENTX"] = (geometry.x, "disc centre, image x (0-based)")
-    hdu.header["CENTY"] = (geometry.y, "disc centre, image y (0-based, down)")
-    hdu.header["AXRATIO"] = (geometry.axis_ratio, "disc axis ratio b/a from light moments")
-    hdu.header["PA_RAD"] = (geometry.position_angle, "major axis, anticlockwise from image x as shown")
-    hdu.header["CHIRCONV"] = "Z: arms turn anticlockwise outward as displayed (row 0 at top)"
-    return hdu
+    if not rows:
+        return Table(names=("TH", "ARM", *ARM_FIELDS), dtype=ARM_DTYPES[3:])
+    table = Table(rows=rows)
+    for name, dtype in zip(("TH", "ARM", *ARM_FIELDS), ARM_DTYPES[3:], strict=True):
+        table[name] = table[name].astype(dtype)  # the same column types with or without arms
+    return table
 
 
-def mask_hdus(
-    probabilities: np.ndarray,
+def geometry_cards(geometry: DiscGeometry) -> list[tuple]:
+    """The disc geometry the arms (and bar) were measured with, as header cards of ARMS."""
+    return [
+        ("CENTX", geometry.x, "disc centre, image x (0-based)"),
+        ("CENTY", geometry.y, "disc centre, image y (0-based, down)"),
+        ("AXRATIO", geometry.axis_ratio, "disc axis ratio b/a from light moments"),
+        ("PA_RAD", geometry.position_angle, "major axis, anticlockwise from image x as shown"),
+        ("CHIRCONV", "Z: arms turn anticlockwise outward as displayed (row 0 at top)"),
+    ]
+
+
+PLANE_NAMES = {"spiral": ("MASK_TH", "PROB", "UNCERT"), "bar": ("BAR_TH", "BARPROB", "BARUNCRT")}
+"""HDU names per structure: masks (one per threshold), probabilities, their spread under TTA."""
+
+
+def mask_file_bytes(
+    planes: dict[str, np.ndarray],
     thresholds: Sequence[int],
     wcs: WCS | None,
     stats: Table,
-    provenance: dict[str, str],
+    provenance: dict[str, object],
     *,
-    spread: np.ndarray | None = None,
-) -> fits.HDUList:
-    """The per-galaxy output: one uint8 mask per threshold, the probabilities, and the statistics."""
-    header = wcs_header(wcs) if wcs is not None else fits.Header()
-    primary = fits.PrimaryHDU(header=header.copy())
-    for key, value in provenance.items():
-        primary.header[key[:8].upper()] = value
-    hdus: list = [primary]
-    for k, th in enumerate(thresholds):
-        hdu = fits.ImageHDU(
-            (probabilities[k] > 0.5).astype(np.uint8), header=header.copy(), name=f"MASK_TH{th}"
-        )
-        hdu.header["THRESH"] = (th, "arm where P(votes >= THRESH) > 0.5")
-        hdus.append(hdu)
-    prob = fits.ImageHDU(
-        np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8), header=header.copy(), name="PROB"
-    )
-    prob.header["PSCALE"] = (PROBABILITY_SCALE, "P(votes >= th) = value / PSCALE")
-    for k, th in enumerate(thresholds):
-        prob.header[f"THRESH{k + 1}"] = (th, f"vote threshold of plane {k + 1}")
-    hdus.append(prob)
-    if spread is not None:
-        uncert = fits.ImageHDU(
-            np.rint(spread * PROBABILITY_SCALE).astype(np.uint8), header=header.copy(), name="UNCERT"
-        )
-        uncert.header["PSCALE"] = (PROBABILITY_SCALE, "std of P over the 8 orientations = value / PSCALE")
-        hdus.append(uncert)
-    hdus.append(fits.BinTableHDU(stats, name="STATS"))
-    return fits.HDUList(hdus)
+    spread: dict[str, np.ndarray] | None = None,
+    arms: Table | None = None,
+    geometry: DiscGeometry | None = None,
+) -> bytes:
+    """The per-galaxy output as FITS bytes: a primary header (WCS, provenance); per structure
+    ({"spiral": (T, H, W), "bar": ...}) one uint8 mask per threshold, the probabilities (and
+    their spread), each with the WCS; the statistics (STATS); the fitted arms (ARMS, with the
+    disc geometry in its header) when measured."""
+    wcs_text = wcs_header(wcs).tostring(endcard=False, padding=False) if wcs is not None else ""
+    provenance_cards = [(key[:8].upper(), value) for key, value in provenance.items()]
+    parts = [image_bytes(None, primary=True, text=wcs_text, cards=provenance_cards)]
+    for structure, probabilities in planes.items():
+        mask_name, prob_name, spread_name = PLANE_NAMES[structure]
+        for k, th in enumerate(thresholds):
+            parts.append(
+                image_bytes(
+                    (probabilities[k] > 0.5).astype(np.uint8),
+                    name=f"{mask_name}{th}",
+                    text=wcs_text,
+                    cards=[("THRESH", th, f"{structure} where P(votes >= THRESH) > 0.5")],
+                )
+            )
+        cards = [
+            ("PSCALE", PROBABILITY_SCALE, "P(votes >= th) = value / PSCALE"),
+            ("STRUCT", structure, "what the volunteers outlined"),
+            *[(f"THRESH{k + 1}", th, f"vote threshold of plane {k + 1}") for k, th in enumerate(thresholds)],
+        ]
+        scaled = np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8)
+        parts.append(image_bytes(scaled, name=prob_name, text=wcs_text, cards=cards))
+        if spread is not None:
+            scaled = np.rint(spread[structure] * PROBABILITY_SCALE).astype(np.uint8)
+            cards = [("PSCALE", PROBABILITY_SCALE, "std of P over the 8 orientations = value / PSCALE")]
+            parts.append(image_bytes(scaled, name=spread_name, text=wcs_text, cards=cards))
+    parts.append(bintable_bytes(stats, extname="STATS"))
+    if arms is not None and geometry is not None:
+        parts.append(bintable_bytes(arms, extname="ARMS", cards=geometry_cards(geometry)))
+    return b"".join(parts)
 
 
 class _Inputs(torch.utils.data.Dataset):
@@ -415,6 +500,7 @@ class _Finish:
     p_small: np.ndarray
     spread_small: np.ndarray | None
     thresholds: tuple[int, ...]
+    structures: tuple[str, ...]
     target: Path
     overlay_path: Path | None
     overlay: Callable[..., object] | None
@@ -427,33 +513,70 @@ def _post_worker() -> None:
     torch.set_num_threads(1)  # the network has the cores; each post worker takes one
 
 
+def galaxy_statistics(
+    source: InputImage,
+    planes: dict[str, np.ndarray],
+    thresholds: Sequence[int],
+    galaxy: np.ndarray,
+    *,
+    measure: bool = True,
+) -> tuple[Table, DiscGeometry | None, dict[int, tuple[list[Arm], ArmSummary]]]:
+    """One galaxy's per-threshold catalogue columns from its full-resolution planes ({"spiral":
+    (T, H, W), "bar": ...}): arm statistics and measurements, bar columns; one disc geometry
+    for all. Returns (statistics, the geometry or None, {threshold: (arms, summary)})."""
+    context = disc_context(source) if measure else None
+    geometry, arms = (context[0] if context else None), {}
+    stats = Table({"TH": np.array(thresholds, dtype="i2")})
+    if "spiral" in planes:
+        arm_stats = arm_statistics(planes["spiral"], thresholds, galaxy)
+        for column in arm_stats.colnames[1:]:
+            stats[column] = arm_stats[column]
+        if context is not None:
+            geometry, arms = measure_all(source, planes["spiral"], thresholds, context)
+        add_arm_summaries(stats, arms, measured=context is not None)
+    if "bar" in planes:
+        add_bar_columns(stats, planes["bar"], context)
+    return stats, geometry, arms
+
+
 def _finish(work: _Finish) -> tuple[int, tuple | None, str | None]:
-    """Masks, statistics and arms of one galaxy, written whole; returns (index, what the
+    """Masks, statistics, arms and bar of one galaxy, written whole; returns (index, what the
     catalogue needs, None) or (index, None, the error)."""
     try:
-        source, thresholds = work.source, work.thresholds
-        p_full = upsample(work.p_small, source.image.shape[:2])
+        source, thresholds, shape = work.source, work.thresholds, work.source.image.shape[:2]
+        planes = by_structure(upsample(work.p_small, shape), work.structures, len(thresholds))
         spread = (
-            upsample(work.spread_small, source.image.shape[:2]) if work.spread_small is not None else None
+            by_structure(upsample(work.spread_small, shape), work.structures, len(thresholds))
+            if work.spread_small is not None
+            else None
         )
-        stats = arm_statistics(p_full, thresholds, work.footprint)
-        geometry, arms = measure_all(source, p_full, thresholds) if work.measure else (None, {})
-        add_arm_summaries(stats, arms, measured=work.measure)
-        buffer = io.BytesIO()
-        hdus = mask_hdus(p_full, thresholds, source.wcs, stats, work.provenance, spread=spread)
-        if geometry is not None:
-            hdus.append(arms_hdu(arms, geometry))
-        hdus.writeto(buffer)
-        atomic_write_bytes(work.target, gzip_bytes(buffer.getvalue()))
+        stats, geometry, arms = galaxy_statistics(
+            source, planes, thresholds, work.footprint, measure=work.measure
+        )
+        measured_arms = geometry is not None and "spiral" in planes
+        arm_rows = arms_table(arms) if measured_arms else None
+        data = mask_file_bytes(
+            planes,
+            thresholds,
+            source.wcs,
+            stats,
+            work.provenance,
+            spread=spread,
+            arms=arm_rows,
+            geometry=geometry,
+        )
+        atomic_write_bytes(work.target, gzip_bytes(data))
         if work.overlay is not None:
-            work.overlay(source, p_full, thresholds, work.overlay_path, arms=arms, geometry=geometry)
+            bar = planes.get("bar")
+            first = planes.get("spiral", bar)
+            work.overlay(source, first, thresholds, work.overlay_path, arms=arms, geometry=geometry, bar=bar)
         return (
             work.index,
             (
                 source.name,
                 source.image.shape[:2],
                 stats.as_array(),  # plain structured arrays: a Table per galaxy would grow memory
-                Table(hdus["ARMS"].data).as_array() if geometry is not None else None,
+                arm_rows.as_array() if arm_rows is not None else None,
                 source.warning,
             ),
             None,
@@ -498,7 +621,10 @@ def predict_files(
     (out / "masks").mkdir(parents=True, exist_ok=True)
     names = [output_name(p) for p in paths]
     stamps = [_input_stamp(p) for p in paths]
-    run_id = f"{predictor.run_id}:{'tta' if tta else 'plain'}:{','.join(map(str, predictor.thresholds))}"
+    run_id = (
+        f"{predictor.run_id}:{'tta' if tta else 'plain'}:{','.join(map(str, predictor.thresholds))}"
+        f":{'+'.join(predictor.structures)}:{'measured' if measure_arms_too else 'masks'}"
+    )
     run_id = hashlib.sha256(run_id.encode()).hexdigest()[:16]
     mine = list(range(rank, len(paths), world))
     todo = [i for i in mine if not _finished(out / "masks" / f"{names[i]}.fits.gz", run_id, stamps[i])]
@@ -532,6 +658,7 @@ def predict_files(
             p_small=p,
             spread_small=spread,
             thresholds=thresholds,
+            structures=predictor.structures,
             target=out / "masks" / f"{names[index]}.fits.gz",
             overlay_path=out / "overlays" / f"{names[index]}.png" if overlay is not None else None,
             overlay=overlay,
@@ -595,7 +722,9 @@ def predict_files(
             pool.shutdown(cancel_futures=True)
     bar.close()
 
-    part, arm_part = _catalogue_rows(paths, names, mine, errors, warnings_, written, out)
+    part, arm_part = _catalogue_rows(
+        paths, names, mine, errors, warnings_, written, out, stat_columns(predictor.structures)
+    )
     arms_name = f"arms{suffix}"
     if world > 1:
         parts = out / "parts"
@@ -618,10 +747,11 @@ def predict_files(
                 "RUNID": run_id,
                 "HEAD": predictor.head,
                 "THRESHS": ",".join(map(str, thresholds)),
+                "TARGET": "+".join(predictor.structures),
             }
         )
     _write_table(part, out / catalogue)
-    if measure_arms_too:
+    if measure_arms_too and "spiral" in predictor.structures:
         _write_table(arm_part, out / arms_name)
     return part
 
@@ -663,6 +793,9 @@ _UNMEASURED = {
     "PITCH_ERR_DEG": np.nan,
     "CHIRALITY": "",
     "CHIRALITY_AGREEMENT": np.nan,
+    "HAS_BAR": False,
+    "BAR_PIXELS": 0,
+    **dict.fromkeys(BAR_COLUMNS[2:], np.nan),
 }
 """The catalogue values of an input that could not be predicted (one row, TH = 0, with its error)."""
 
@@ -677,7 +810,7 @@ def _read_back(target: Path) -> tuple[str, tuple[int, int], np.ndarray, np.ndarr
     and text columns decoded to bool and str (``Table`` does that; raw records would not)."""
     with fits.open(target) as hdul:
         stats = Table(hdul["STATS"].data).as_array()
-        height, width = hdul["PROB"].data.shape[1:]
+        height, width = hdul[1].data.shape  # the first mask
         name = str(hdul[0].header.get("NAME", ""))
         arms = Table(hdul["ARMS"].data).as_array() if "ARMS" in hdul else None
     return name, (height, width), stats, arms
@@ -691,6 +824,7 @@ def _catalogue_rows(
     warnings_: dict[int, str],
     written: dict[int, tuple],
     out: Path,
+    stat: tuple[tuple[str, ...], tuple[str, ...]],
 ) -> tuple[Table, Table]:
     """This rank's rows in input order: each galaxy's statistics (from this run, or read back from
     the file an earlier run wrote), or its error; and its arms, one row per fitted arm."""
@@ -707,7 +841,7 @@ def _catalogue_rows(
                     "OUTPUT": "",
                     "HEIGHT": 0,
                     "WIDTH": 0,
-                    **_UNMEASURED,
+                    **{c: _UNMEASURED[c] for c in stat[0]},
                     "WARNING": "",
                     "ERROR": errors.get(i, "not predicted"),
                 }
@@ -730,16 +864,16 @@ def _catalogue_rows(
                     "OUTPUT": str(target.relative_to(out)),
                     "HEIGHT": height,
                     "WIDTH": width,
-                    **{c: _plain(r[c]) for c in STAT_COLUMNS},
+                    **{c: _plain(r[c]) for c in stat[0]},
                     "WARNING": warnings_.get(i, ""),
                     "ERROR": "",
                 }
             )
     arms = Table(rows=arm_rows) if arm_rows else Table(names=ARM_COLUMNS, dtype=ARM_DTYPES)
-    columns = ("ORDER", "NAME", "SOURCE", "OUTPUT", "HEIGHT", "WIDTH", *STAT_COLUMNS, "WARNING", "ERROR")
+    columns = ("ORDER", "NAME", "SOURCE", "OUTPUT", "HEIGHT", "WIDTH", *stat[0], "WARNING", "ERROR")
     if not rows:
         return Table(
             names=columns,
-            dtype=("i8", "U64", "U256", "U128", "i4", "i4", *STAT_DTYPES, "U64", "U256"),
+            dtype=("i8", "U64", "U256", "U128", "i4", "i4", *stat[1], "U64", "U256"),
         ), arms
     return Table(rows=rows, names=columns), arms

@@ -87,6 +87,9 @@ class Truth:
     axis_ratio: float
     arm_theta0_deg: float  # disc-plane angle where arm 0 starts, anticlockwise from major axis
     arm_start_px: float  # disc-plane radius where the arms start
+    bar_length_px: float = 0.0  # the bar end to end as seen on the image (0: no bar)
+    bar_pa_deg: float = 0.0  # its axis on the image, anticlockwise from x as displayed, [0, 180)
+    bar_deprojected_length_px: float = 0.0  # end to end in the disc plane
 
     def ridge_xy(self, arm: int, radii: np.ndarray) -> np.ndarray:
         """Picture (x, y) of arm ``arm``'s ridge at disc-plane ``radii`` (pixels), shape (N, 2)."""
@@ -118,8 +121,25 @@ TRUTH_COLUMNS: dict[str, tuple[str, str]] = {
     "axis_ratio": ("SYNTH_AXIS_RATIO", "f4"),
     "arm_theta0_deg": ("SYNTH_ARM_THETA0_DEG", "f4"),
     "arm_start_px": ("SYNTH_ARM_START_PX", "f4"),
+    "bar_length_px": ("SYNTH_BAR_LENGTH_PX", "f4"),
+    "bar_pa_deg": ("SYNTH_BAR_PA_DEG", "f4"),
+    "bar_deprojected_length_px": ("SYNTH_BAR_DEPROJ_PX", "f4"),
 }
 """Each ``Truth`` field's extra metadata column and dtype, for writing and reading alike."""
+
+
+def _bar_truth(geometry: _Geometry, half_length: float, angle: float) -> dict[str, float]:
+    """The bar's ends (disc plane, ``angle`` from the major axis) projected onto the image: its
+    observed length and axis angle, and its length in the disc."""
+    if half_length <= 0:
+        return {}
+    ends = np.array([half_length, -half_length])
+    x, y = geometry.to_sky(ends * np.cos(angle), ends * np.sin(angle))
+    return {
+        "bar_length_px": float(np.hypot(x[0] - x[1], y[0] - y[1])),
+        "bar_pa_deg": float(np.degrees(np.arctan2(y[1] - y[0], x[0] - x[1])) % 180.0),  # y down
+        "bar_deprojected_length_px": float(2 * half_length),
+    }
 
 
 @dataclass(frozen=True)
@@ -321,6 +341,7 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
         axis_ratio=float(q),
         arm_theta0_deg=float(np.degrees(arms.theta0[0])) if arms else 0.0,
         arm_start_px=float(arms.r_in[0]) if arms else 0.0,
+        **_bar_truth(geometry, bar_half_length, bar_angle),
     )
     volunteers = _Volunteers(
         rng, geometry, size, arms, disc_i0, scale_length, kind, bar_half_length, bar_angle
@@ -784,6 +805,8 @@ def truth_from_metadata(metadata: Table) -> Truth | None:
         return None
     values = {}
     for field, (column, dtype) in TRUTH_COLUMNS.items():
+        if column not in metadata.colnames:
+            continue  # written before the column existed: the field's default
         value = metadata[column][0]
         if dtype.startswith("S"):
             value = (value.decode() if isinstance(value, bytes) else str(value)).strip()

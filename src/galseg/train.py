@@ -30,7 +30,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from galseg import THRESHOLDS, GalsegError, __version__
+from galseg import TARGETS, THRESHOLDS, GalsegError, __version__
 from galseg.dataset import ArmDataset, open_dataset
 from galseg.io import (
     atomic_path,
@@ -69,11 +69,16 @@ class TrainConfig:
     select_on: str = "validation"  # the split choosing best.pt and early stopping; "test": the paper's
     loader_workers: int | None = None  # None: 1 on CPU (augmenting beside the net), 4 on CUDA
     precision: str = "auto"  # bf16 autocast (float32 master weights) on CUDA and native-bf16 CPUs
+    target: str = "spiral"  # "spiral", "bar", or "both" (one multi network, a head per structure)
 
     def __post_init__(self) -> None:
         self.thresholds = tuple(int(t) for t in self.thresholds)
         if self.head not in ("binary", "multi"):
             raise GalsegError(f"--head {self.head!r}: choose binary (one net per threshold) or multi")
+        if self.target not in TARGETS:
+            raise GalsegError(f"--target {self.target!r}: choose {', '.join(TARGETS)}")
+        if self.target == "both" and self.head != "multi":
+            raise GalsegError("--target both is one network for arms and bar: add --head multi")
         bad = [t for t in self.thresholds if t not in THRESHOLDS]
         if bad or not self.thresholds:
             raise GalsegError(
@@ -93,6 +98,11 @@ class TrainConfig:
             self.model_args(thresholds)  # an unknown preset fails here, before anything is written
 
     @property
+    def structures(self) -> tuple[str, ...]:
+        """What the run segments, in the order of its output planes."""
+        return TARGETS[self.target]
+
+    @property
     def eval_split(self) -> str:
         """The dataset split watched each epoch: 'val', or 'test' as the paper chose by eye."""
         return SELECTION_SPLITS[self.select_on]
@@ -106,9 +116,15 @@ class TrainConfig:
     def model_args(self, unit_thresholds: tuple[int, ...]) -> UNetArgs:
         if self.head == "multi":
             return preset_args(
-                self.preset, head="ordinal", thresholds=unit_thresholds, batch_norm=self.batch_norm
+                self.preset,
+                head="ordinal",
+                thresholds=unit_thresholds,
+                batch_norm=self.batch_norm,
+                structures=self.structures,
             )
-        return preset_args(self.preset, head="binary", classes=2, batch_norm=self.batch_norm)
+        return preset_args(
+            self.preset, head="binary", classes=2, batch_norm=self.batch_norm, structures=self.structures
+        )
 
 
 def parse_thresholds(text: str) -> tuple[int, ...]:
@@ -229,8 +245,9 @@ def loss_and_correct(
     """Mean loss over pixels, and the number of correctly classified pixel-decisions.
 
     binary: sparse categorical cross-entropy of the 2-class softmax against votes >= th.
-    ordinal: the sum over thresholds of the binary cross-entropy of P(votes >= th), averaged
-    over pixels; accuracy counts each (pixel, threshold) decision.
+    ordinal: the sum over thresholds (and structures: ``votes`` then holds one plane per
+    structure) of the binary cross-entropy of P(votes >= th), averaged over pixels; accuracy
+    counts each (pixel, structure, threshold) decision.
     """
     logits = logits.float()
     if args.head == "binary":
@@ -238,8 +255,9 @@ def loss_and_correct(
         loss = F.cross_entropy(logits, target)
         correct = (logits.argmax(1) == target).sum()
         return loss, correct
-    levels = torch.as_tensor(args.thresholds, device=votes.device).view(1, -1, 1, 1)
-    target = (votes.unsqueeze(1) >= levels).float()
+    levels = torch.as_tensor(args.thresholds, device=votes.device).view(1, 1, -1, 1, 1)
+    votes = votes.view(votes.shape[0], len(args.structures), *votes.shape[-2:])
+    target = (votes.unsqueeze(2) >= levels).flatten(1, 2).float()
     loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1).mean()
     correct = ((logits > 0).float() == target).sum()
     return loss, correct
@@ -327,6 +345,7 @@ def train(
             for k, v in asdict(config).items()
             if k not in ("epochs", "device", "loader_workers", "precision")
         }
+        saved = {"target": "spiral", **saved}  # runs from before bars segmented arms
         theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in mine}
         if mine != theirs:
             differ = sorted(k for k in mine if mine[k] != theirs.get(k))
@@ -421,13 +440,19 @@ def _train_unit(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[runtime.device.index] if runtime.cuda else None
         )
+    structures = config.structures
     train_set = _shard(
-        ArmDataset(data, split="train", threshold=None, augment=config.augment), runtime, equal=True
+        ArmDataset(data, split="train", threshold=None, augment=config.augment, structures=structures),
+        runtime,
+        equal=True,
     )
-    eval_set = _shard(ArmDataset(data, split=config.eval_split, threshold=None), runtime, equal=False)
+    eval_set = _shard(
+        ArmDataset(data, split=config.eval_split, threshold=None, structures=structures), runtime, equal=False
+    )
     if runtime.main:
         log(
-            f"{name}: {count_parameters(model) / 1e6:.2f} M parameters, {len(data.indices('train'))} train / "
+            f"{name} ({'+'.join(structures)}): {count_parameters(model) / 1e6:.2f} M parameters, "
+            f"{len(data.indices('train'))} train / "
             f"{len(data.indices(config.eval_split))} {config.eval_split} galaxies, device {runtime.device}"
             f"{f' x{runtime.world}' if runtime.world > 1 else ''}"
         )
@@ -528,7 +553,7 @@ def _run_epoch(
 
     Shows batches done, images/s and time left (live on a terminal, every 10 s in a log)."""
     loss_sum = correct = decisions = images = 0.0
-    per_pixel = 1 if args.head == "binary" else len(args.thresholds)
+    per_pixel = 1 if args.head == "binary" else len(args.thresholds)  # votes holds every structure
     steps = len(loader) if max_steps is None else min(len(loader), max_steps)
     bar = progress(total=steps, desc=label, enabled=runtime.main and bool(label))
     for step, (image, votes) in enumerate(loader):

@@ -12,7 +12,9 @@ Heads:
 ``ordinal``
     one network for all thresholds: ``len(thresholds)`` logits per pixel for P(votes >= th),
     made non-increasing in th by construction (a first logit, then softplus decrements), so the
-    masks at th = 1..6 are nested for every pixel and every input.
+    masks at th = 1..6 are nested for every pixel and every input. With several ``structures``
+    (spiral arms and bars) the head has one such group per structure, structure-major: one pass,
+    every structure, every level; only the last 1x1 convolution grows.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from galseg import THRESHOLDS, GalsegError
+from galseg import STRUCTURES, THRESHOLDS, GalsegError
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,25 @@ class UNetArgs:
     classes: int = 2  # binary head only
     thresholds: tuple[int, ...] = field(default=THRESHOLDS)  # ordinal head only
     batch_norm: bool = False
+    structures: tuple[str, ...] = ("spiral",)  # what the output planes segment (several: ordinal only)
+
+    @property
+    def outputs(self) -> int:
+        """Output planes: the binary head's classes, or one per (structure, threshold)."""
+        return self.classes if self.head == "binary" else len(self.structures) * len(self.thresholds)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "thresholds": list(self.thresholds)}
+        return {**asdict(self), "thresholds": list(self.thresholds), "structures": list(self.structures)}
 
     @classmethod
     def from_dict(cls, values: dict) -> UNetArgs:
-        return cls(**{**values, "thresholds": tuple(values.get("thresholds", THRESHOLDS))})
+        return cls(
+            **{
+                **values,
+                "thresholds": tuple(values.get("thresholds", THRESHOLDS)),
+                "structures": tuple(values.get("structures", ("spiral",))),  # older checkpoints: arms
+            }
+        )
 
 
 PRESETS: dict[str, dict] = {
@@ -65,6 +79,9 @@ def preset_args(name: str, **overrides) -> UNetArgs:
 
 ARM_PRIOR = 0.03
 """Share of pixels that are arm at th = 1 in GZ:3D-like data; the head's starting probability."""
+PRIORS = {"spiral": (ARM_PRIOR, 0.4), "bar": (0.002, 0.15)}
+"""Per structure: the starting P(votes >= 1) and the logit step down to each next threshold
+(synthetic GZ:3D-like data: arms 2.1% of pixels at th=1 to 0.23% at th=6, bars 0.13% to 0.06%)."""
 
 
 def _double_conv(c_in: int, c_out: int, batch_norm: bool) -> nn.Sequential:
@@ -80,8 +97,8 @@ def _double_conv(c_in: int, c_out: int, batch_norm: bool) -> nn.Sequential:
 class UNet(nn.Module):
     """U-Net on (N, C, H, W) inputs with H and W divisible by 2**(depth - 1).
 
-    Returns logits of shape (N, classes, H, W) for the binary head and (N, len(thresholds), H, W)
-    for the ordinal head (use :func:`probabilities` for P(votes >= th)).
+    Returns logits of shape (N, classes, H, W) for the binary head and (N, len(structures) * len(thresholds),
+    H, W) for the ordinal head (use :func:`probabilities` for P(votes >= th)).
     """
 
     def __init__(self, args: UNetArgs) -> None:
@@ -90,6 +107,11 @@ class UNet(nn.Module):
             raise GalsegError(f"unknown head {args.head!r}: binary or ordinal")
         if args.depth < 2:
             raise GalsegError(f"U-Net depth must be at least 2, got {args.depth}")
+        unknown = sorted(set(args.structures) - set(STRUCTURES))
+        if unknown or not args.structures:
+            raise GalsegError(f"structures {unknown or '(none)'}: choose among {', '.join(STRUCTURES)}")
+        if args.head == "binary" and len(args.structures) != 1:
+            raise GalsegError("a binary head segments one structure; use the ordinal head for several")
         self.args = args
         widths = [args.base_width * 2**level for level in range(args.depth)]
         self.down = nn.ModuleList()
@@ -102,19 +124,21 @@ class UNet(nn.Module):
         for w_low, w_high in zip(widths[::-1][:-1], widths[::-1][1:], strict=True):
             self.up.append(nn.ConvTranspose2d(w_low, w_high, 3, stride=2, padding=1, output_padding=1))
             self.merge.append(_double_conv(2 * w_high, w_high, args.batch_norm))
-        out = args.classes if args.head == "binary" else len(args.thresholds)
-        self.head = nn.Conv2d(widths[0], out, 1)
+        self.head = nn.Conv2d(widths[0], args.outputs, 1)
         # start at the prior, not at 50%: arms cover a few percent of the pixels, and a head
         # initialised at even odds spends its first epochs learning that the sky is empty
         # (the rare-class initialisation of Lin et al. 2017's RetinaNet)
         with torch.no_grad():
             self.head.bias.zero_()
-            prior = math.log(ARM_PRIOR / (1 - ARM_PRIOR))
             if args.head == "binary":
-                self.head.bias[1] = prior
+                share = PRIORS[args.structures[0]][0]
+                self.head.bias[1] = math.log(share / (1 - share))
             else:
-                self.head.bias[0] = prior
-                self.head.bias[1:] = math.log(math.expm1(0.4))  # each threshold 0.4 lower in logit
+                bias = self.head.bias.view(len(args.structures), len(args.thresholds))
+                for k, structure in enumerate(args.structures):
+                    share, step = PRIORS[structure]
+                    bias[k, 0] = math.log(share / (1 - share))
+                    bias[k, 1:] = math.log(math.expm1(step))  # each threshold `step` lower in logit
 
     @property
     def multiple(self) -> int:
@@ -138,8 +162,11 @@ class UNet(nn.Module):
             x = merge(torch.cat([skip, up(x)], dim=1))
         logits = self.head(x)
         if self.args.head == "ordinal":
-            # first logit free, then non-increasing: P(votes >= th) nested in th by construction
-            logits = torch.cat([logits[:, :1], logits[:, :1] - torch.cumsum(F.softplus(logits[:, 1:]), 1)], 1)
+            # per structure, first logit free, then non-increasing: P(votes >= th) nested in th
+            n, _, h, w = logits.shape
+            g = logits.reshape(n, len(self.args.structures), len(self.args.thresholds), h, w)
+            g = torch.cat([g[:, :, :1], g[:, :, :1] - torch.cumsum(F.softplus(g[:, :, 1:]), 2)], 2)
+            logits = g.reshape(n, -1, h, w)
         return logits
 
 
@@ -152,7 +179,8 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
-    """Per-pixel arm probability: (N, H, W) P(class 1) for binary, (N, T, H, W) P(votes >= th)."""
+    """Per-pixel probability: (N, H, W) P(class 1) for binary, (N, S * T, H, W) P(votes >= th) for
+    ordinal (structure-major)."""
     if head == "binary":
         return torch.softmax(logits.float(), dim=1)[:, 1]
     return torch.sigmoid(logits.float())
