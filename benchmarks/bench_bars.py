@@ -65,7 +65,7 @@ def summarise(rows: list[dict], source: str, th: int) -> dict:
     return out
 
 
-def network_cost(preset: str, size: int, batch: int = 16, repeats: int = 5) -> dict:
+def network_cost(preset: str, size: int, batch: int = 16, repeats: int = 12) -> dict:
     """Seconds per image, inference and training step, arms-only against arms-and-bar."""
     torch.manual_seed(0)
     x = torch.rand(batch, 3, size, size)

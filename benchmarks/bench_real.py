@@ -4,9 +4,10 @@ Runs a trained run (default: the model shipped with galseg) on the real SDSS and
 of ``shared/real`` (never used for training) and prints, per threshold: arm recall and precision
 against SpArcFiRe's arm masks (a pixel matches within 3 network pixels), the share of Galaxy Zoo
 spirals and of smooth galaxies given arms, and pitch and winding against SpArcFiRe; then the
-run's synthetic Table 1 (if evaluated) beside it. Writes ``real_check.ecsv`` and a figure.
+run's synthetic Table 1 (if evaluated) beside it; once per zoom setting (``galseg predict
+--zoom``). Writes ``real_check_zoomZ.ecsv`` and a figure.
 
-    python benchmarks/bench_real.py [--run RUN] [--real ../shared/real] [--out benchmarks/results]
+    python benchmarks/bench_real.py [--run RUN] [--real ../shared/real] [--zooms 1 1,0.6]
 """
 
 from __future__ import annotations
@@ -34,21 +35,30 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=None, help="a run folder (default: galseg's ready model)")
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "real")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--zooms",
+        nargs="+",
+        default=["1", "1,0.6"],
+        help="zoom settings compared side by side (galseg predict --zoom): the image as given, and "
+        "with its middle 60%% predicted larger too",
+    )
     args = parser.parse_args()
     try:
         run = args.run or ready_run()
     except GalsegError as exc:
         raise SystemExit(f"galseg: error: {exc}") from None
-    predictor = load(run, device="cpu")
-    start = time.perf_counter()
-    per_galaxy = evaluate_real(predictor, args.real)
-    seconds = time.perf_counter() - start
-    summary = real_summary(per_galaxy)
-    args.out.mkdir(parents=True, exist_ok=True)
-    per_galaxy.write(args.out / "real_check.ecsv", format="ascii.ecsv", overwrite=True)
-    print(f"run {run}: {len(set(per_galaxy['NAME']))} real galaxies in {seconds:.1f} s\n")
-    print("Real galaxies (shared/real):")
-    print(real_markdown(summary))
+    print(f"run {run}")
+    for setting in args.zooms:
+        zooms = tuple(float(z) for z in setting.split(","))
+        predictor = load(run, device="cpu", zooms=zooms)
+        start = time.perf_counter()
+        per_galaxy = evaluate_real(predictor, args.real)
+        seconds = time.perf_counter() - start
+        args.out.mkdir(parents=True, exist_ok=True)
+        per_galaxy.write(args.out / f"real_check_zoom{setting}.ecsv", format="ascii.ecsv", overwrite=True)
+        count = len(set(per_galaxy["NAME"]))
+        print(f"\nReal galaxies (shared/real), --zoom {setting}: {count} in {seconds:.1f} s")
+        print(real_markdown(real_summary(per_galaxy)))
     table1 = Path(run) / "evaluation" / "table1.ecsv"
     if table1.is_file():
         t = Table.read(table1)
@@ -61,6 +71,7 @@ def main() -> None:
                 f"over {row['N_BOTH_ARMS']} galaxies"
             )
     figure = real_galaxies_figure(**real_examples(predictor, args.real), path=args.out / "real_galaxies.png")
+    print(f"(the figure shows --zoom {args.zooms[-1]})")
     print(f"\nfigure: {figure}")
 
 

@@ -68,6 +68,20 @@ def test_the_disc_geometry_comes_from_the_light():
     assert found.axis_ratio == pytest.approx(0.5, abs=0.06)
     assert found.position_angle == pytest.approx(truth.position_angle, abs=0.05)
     assert (found.x, found.y) == pytest.approx((CENTRE, CENTRE), abs=1.5)
+    assert 0 < found.semi_major_px < image.shape[0] / 2  # the isophote's extent, inside the frame
+
+
+def test_wide_smoothing_on_a_binned_copy_matches_the_full_gaussian():
+    from scipy import ndimage
+
+    from galseg.arms import smooth
+
+    y, x = np.mgrid[0:101, 0:120]
+    light = np.exp(-((x - 60.0) ** 2 + (y - 45.0) ** 2) / (2 * 15.0**2)) + 0.01 * np.sin(x / 3.0)
+    exact = ndimage.gaussian_filter(light, 8)
+    assert smooth(light, 8).shape == light.shape
+    np.testing.assert_allclose(smooth(light, 8), exact, atol=0.03 * exact.max())  # 2.5% here
+    np.testing.assert_array_equal(smooth(light, 2), ndimage.gaussian_filter(light, 2))  # narrow: exact
 
 
 @pytest.mark.parametrize("n_arms", [2, 4])

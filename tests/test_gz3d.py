@@ -267,3 +267,16 @@ def test_hand_written_cards_and_images_are_what_astropy_writes():
     hdul.verify("exception")
     assert hdul[0].header["NAME"] == "g" and hdul["MASK_TH3"].header["THRESH"] == 3
     np.testing.assert_array_equal(hdul["MASK_TH3"].data, data)
+
+
+def test_reading_for_prediction_skips_the_vote_maps_but_checks_their_shapes(tmp_path, spiral):
+    path = write_gz3d(tmp_path / "g.fits.gz", spiral)
+    light = read_gz3d(path, outlines=False, votes=False)
+    assert light.spiral_votes is None and light.bar_votes is None
+    np.testing.assert_array_equal(light.image, spiral.image)
+    assert light.mangaid == spiral.mangaid and len(light.center_clusters) == len(spiral.center_clusters)
+    with fits.open(path) as hdul:
+        hdul[3].data = np.zeros((40, 80))  # a spiral mask of the wrong shape
+        hdul.writeto(tmp_path / "bad.fits")
+    with pytest.raises(GalsegError, match="HDU 3 .*shape"):
+        read_gz3d(tmp_path / "bad.fits", votes=False)

@@ -219,3 +219,34 @@ def test_compiled_networks_see_one_batch_shape_and_answer_like_eager(trained_run
     assert compiled.compiled
     np.testing.assert_allclose(compiled.probabilities(images, batch_size=4), eager, atol=1e-6)
     assert set(shapes) == {(4, 3, 32, 32)}  # 11 images: 4 + 4 + 3 padded to 4
+
+
+def test_zoomed_views_are_put_back_where_they_came_from():
+    from galseg.inference import combine_zooms, zoom_views
+
+    image = np.zeros((40, 60, 3), dtype=np.uint8)
+    image[10:30, 15:45] = 200  # the middle half, bright
+    views = zoom_views(image, (1.0, 0.5), 16)
+    assert views.shape == (2, 16, 16, 3)
+    assert views[1].min() == 200 and views[0].min() == 0  # the crop is all galaxy
+    answers = np.stack([np.full((1, 16, 16), 0.2), np.full((1, 16, 16), 0.9)]).astype(np.float32)
+    combined = combine_zooms(answers, (1.0, 0.5), (40, 60))
+    assert combined.shape == (1, 40, 60)
+    np.testing.assert_allclose(combined[0, 10:30, 15:45], 0.9)  # the crop's answer, where it looked
+    np.testing.assert_allclose(combined[0, :10], 0.2)  # elsewhere the whole image's answer
+    np.testing.assert_allclose(combined[0, :, :15], 0.2)
+
+
+def test_predict_with_zooms_writes_masks_on_the_input_grid(trained_run, gz3d_dir, tmp_path, capsys):
+    path = find_gz3d_files(gz3d_dir)[0]
+    out = tmp_path / "z"
+    argv = ["predict", str(trained_run), str(path), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--zoom", "1,0.6"]) == 0
+    catalogue = read_catalogue(out / "catalogue.ecsv")
+    with fits.open(out / catalogue["OUTPUT"][0]) as hdul:
+        assert hdul["PROB"].data.shape == (6, 96, 96)
+        expected = load(trained_run, device="cpu", zooms=(1.0, 0.6)).predict_image(read_gz3d(path).image)
+        np.testing.assert_allclose(hdul["PROB"].data / 255, expected, atol=1 / 255 + 1e-6)
+    assert main([*argv, "--zoom", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--zoom" in err and len(err.splitlines()) == 1

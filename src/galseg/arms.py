@@ -40,6 +40,7 @@ class DiscGeometry:
     y: float
     axis_ratio: float = 1.0
     position_angle: float = 0.0
+    semi_major_px: float = np.nan  # of the outer isophote region (NaN when none was found)
 
 
 @dataclass(frozen=True)
@@ -104,11 +105,11 @@ def sky_level(flux: np.ndarray) -> tuple[float, float]:
     return float(median), float(std) if std > 0 else float(np.std(flux) or 1.0)
 
 
-def luminance(image: np.ndarray, *, flux: np.ndarray | None = None) -> np.ndarray:
+def luminance(image: np.ndarray, *, flux: np.ndarray | None = None, sky: float | None = None) -> np.ndarray:
     """Sky-subtracted near-linear flux (H, W), floored at zero: the light the arms' share is of.
-    ``flux``: :func:`linear_flux` of ``image``, if known."""
+    ``flux``: :func:`linear_flux` of ``image``, and ``sky`` its level, if known."""
     flux = linear_flux(image) if flux is None else flux
-    return np.clip(flux - sky_level(flux)[0], 0, None)
+    return np.clip(flux - (sky_level(flux)[0] if sky is None else sky), 0, None)
 
 
 def compact_sources(
@@ -136,6 +137,18 @@ def _star_mask(shape: tuple[int, int], stars: np.ndarray | None) -> np.ndarray:
     for sx, sy, radius in np.asarray(stars, dtype=float):
         mask |= (x - sx) ** 2 + (y - sy) ** 2 <= radius**2
     return mask
+
+
+def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing; wide kernels (sigma >= 4 px) run on a 2 x 2-binned copy, brought back
+    by repeating each pixel: eight times less work, within 3% of the peak of the full Gaussian
+    (half a pixel's shift along the gradient), far below the isophote's 5% of the centre."""
+    if sigma < 4:
+        return ndimage.gaussian_filter(values, sigma)
+    h, w = values.shape
+    binned = values[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    out = np.repeat(np.repeat(ndimage.gaussian_filter(binned, sigma / 2), 2, axis=0), 2, axis=1)
+    return np.pad(out, ((0, h - out.shape[0]), (0, w - out.shape[1])), mode="edge")
 
 
 def find_centre(
@@ -176,6 +189,7 @@ def disc_geometry(
     stars: np.ndarray | None = None,
     psf_px: float | None = None,
     flux: np.ndarray | None = None,
+    background: tuple[float, float] | None = None,
 ) -> DiscGeometry:
     """Centre, axis ratio and position angle of the galaxy alone.
 
@@ -184,12 +198,14 @@ def disc_geometry(
     found); the galaxy is the connected region of the smoothed light above its outer isophote
     that holds the centre. The axis ratio and angle are the second moments of that region.
     ``centre``: e.g. the volunteers' centre clicks (GZ:3D HDU 6), else found by
-    :func:`find_centre`. ``flux``: :func:`linear_flux` of ``image``, if known.
+    :func:`find_centre`. ``flux``: :func:`linear_flux` of ``image``, and ``background``: its
+    :func:`sky_level`, if known.
     """
     flux = linear_flux(image) if flux is None else flux
     h, w = flux.shape
-    sky, noise = sky_level(flux)
+    sky, noise = sky_level(flux) if background is None else background
     psf_px = psf_px or max(1.5, 0.01 * min(h, w))
+    flux = flux.astype(np.float32, copy=False)  # the filters below run twice as fast in float32
     compact, extended = compact_sources(flux, sky=sky, noise=noise, psf_px=psf_px)
     masked = _star_mask((h, w), stars) | compact
     cx, cy = (
@@ -202,16 +218,19 @@ def disc_geometry(
     clean = np.where(masked, extended, flux)
     # the outer isophote, over the arms: light smoothed over two PSFs, above 3 smoothed noise
     # sigmas and 5% of the centre's light; the region holding the centre, holes (stars) filled
-    smooth = ndimage.gaussian_filter(clean, sigma=2 * psf_px)
+    smoothed = smooth(clean, 2 * psf_px)
     row, col = int(np.clip(round(cy), 0, h - 1)), int(np.clip(round(cx), 0, w - 1))
-    level = sky + max(3 * noise / (2 * psf_px), 0.05 * (smooth[row, col] - sky))
-    labels, _ = ndimage.label(smooth > level)
+    level = sky + max(3 * noise / (2 * psf_px), 0.05 * (smoothed[row, col] - sky))
+    labels, _ = ndimage.label(smoothed > level)
     if labels[row, col] == 0:
         return DiscGeometry(cx, cy)
-    galaxy = ndimage.binary_fill_holes(labels == labels[row, col])
+    region = labels == labels[row, col]
+    box = ndimage.find_objects(region.astype(np.int8))[0]  # fill holes in the galaxy's box only
+    galaxy = ndimage.binary_fill_holes(region[box])
     if galaxy.sum() < 10:
         return DiscGeometry(cx, cy)
     y, x = np.nonzero(galaxy)
+    y, x = y + box[0].start, x + box[1].start
     dx, dy = x - cx, cy - y  # y up, so angles run anticlockwise as displayed
     # uniform weights: for an elliptical region the moments give its axis ratio exactly, and the
     # bright round bulge cannot pull it towards 1
@@ -219,7 +238,9 @@ def disc_geometry(
     values, vectors = np.linalg.eigh(cov)
     ratio = float(np.sqrt(max(values[0], 1e-12) / max(values[1], 1e-12)))
     major = vectors[:, 1]
-    return DiscGeometry(cx, cy, ratio, float(np.arctan2(major[1], major[0]) % np.pi))
+    # a uniform ellipse of semi-major axis a has variance a^2 / 4 along it
+    semi_major = float(2 * np.sqrt(max(values[1], 0.0)))
+    return DiscGeometry(cx, cy, ratio, float(np.arctan2(major[1], major[0]) % np.pi), semi_major)
 
 
 MIN_ELONGATION = 2.5

@@ -167,7 +167,9 @@ def _predict(args: argparse.Namespace) -> int:
     if not inputs:
         raise GalsegError(f"{run}: no inputs after the run folder; give image files or folders")
     runtime = start_runtime(args.device)
-    predictor = load(run, device=runtime.device, precision=args.precision, compile=args.compile)
+    predictor = load(
+        run, device=runtime.device, precision=args.precision, compile=args.compile, zooms=args.zoom
+    )
     if args.thresholds:
         predictor = predictor.select(parse_thresholds(args.thresholds))
     structures = _structures(args.target, read_run(run), run)
@@ -253,6 +255,17 @@ def _fraction(text: str) -> float:
     if value >= 1:
         raise argparse.ArgumentTypeError(f"{text} must lie between 0 and 1")
     return value
+
+
+def _zooms(text: str) -> tuple[float, ...]:
+    """'1,0.6' -> (1.0, 0.6): centred crops, as shares of the image's side, in (0.1, 1]."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: use shares of the side like 1 or 1,0.6") from None
+    if not all(0.1 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text}: each zoom must lie between 0.1 and 1")
+    return values
 
 
 _threshold = _count(1)
@@ -412,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=["auto", "float32", "bf16"],
         help="auto: bf16 autocast on CUDA and on CPUs with native bf16, else float32",
+    )
+    p.add_argument(
+        "--zoom",
+        type=_zooms,
+        default=(1.0,),
+        help="centred crops to predict, as shares of the side, highest probability kept: 1 (the "
+        "image as given, GZ:3D framing) or 1,0.6 for survey cutouts framed wider (see README)",
     )
     p.add_argument(
         "--compile",

@@ -53,6 +53,9 @@ class Predictor:
     structures: tuple[str, ...] = ("spiral",)
     compiled: bool = False
     """Networks wrapped by torch.compile: batches are padded to one size, so it compiles once."""
+    zooms: tuple[float, ...] = (1.0,)
+    """Centred crops (as a share of the image's side) each predicted on its own; the pixel's
+    probability is the highest over them (see :func:`zoom_views`)."""
 
     @property
     def planes(self) -> int:
@@ -149,18 +152,43 @@ class Predictor:
     def predict_image(self, image: np.ndarray) -> np.ndarray:
         """P(votes >= th) for one (H, W, 3) uint8 image of any size, on its own pixel grid.
 
-        The image is area-averaged to the run's size, predicted, and the probabilities are
-        brought back to (P, H, W) by bilinear interpolation.
+        The image (each of :attr:`zooms`' centred crops) is area-averaged to the run's size,
+        predicted, and the probabilities are brought back to (P, H, W) by bilinear interpolation.
         """
-        small = resize_image(image, self.size)[None]
-        p = self.probabilities(small)[0]
-        return upsample(p, image.shape[:2])
+        views = zoom_views(image, self.zooms, self.size)
+        return combine_zooms(self.probabilities(views), self.zooms, image.shape[:2])
 
     def masks(self, image: np.ndarray, structure: str | None = None) -> dict[int, np.ndarray]:
         """{threshold: (H, W) bool mask} of one structure (the run's first: arms, unless it
         only segments bars) for one image: the notebook entry point."""
         p = self.split(self.predict_image(image))[structure or self.structures[0]]
         return {th: p[k] > 0.5 for k, th in enumerate(self.thresholds)}
+
+
+def _crop(shape: tuple[int, int], zoom: float) -> tuple[slice, slice]:
+    """The centred crop of ``zoom`` times each side (at least 8 pixels)."""
+    h, w = shape
+    ch, cw = max(8, int(round(h * zoom))), max(8, int(round(w * zoom)))
+    y0, x0 = max((h - ch) // 2, 0), max((w - cw) // 2, 0)
+    return slice(y0, y0 + ch), slice(x0, x0 + cw)
+
+
+def zoom_views(image: np.ndarray, zooms: Sequence[float], size: int) -> np.ndarray:
+    """(Z, size, size, 3): the image's centred crops of ``zooms`` times its side, each shrunk to
+    the network's size. Zoom 1 is the whole image; 0.6 shows the middle 60% larger, as a galaxy
+    framed more tightly (GZ:3D frames its galaxies more tightly than most survey cutouts)."""
+    return np.stack([resize_image(image[_crop(image.shape[:2], z)], size) for z in zooms])
+
+
+def combine_zooms(p: np.ndarray, zooms: Sequence[float], shape: tuple[int, int]) -> np.ndarray:
+    """(P, H, W) from the (Z, P, S, S) answers of :func:`zoom_views`: each brought back to its
+    crop by bilinear interpolation, zero outside it, and the highest probability per pixel."""
+    out = np.zeros((p.shape[1], *shape), dtype=np.float32)
+    for view, zoom in zip(p, zooms, strict=True):
+        rows, cols = _crop(shape, zoom)
+        crop = upsample(view, (rows.stop - rows.start, cols.stop - cols.start))
+        np.maximum(out[:, rows, cols], crop, out=out[:, rows, cols])
+    return out
 
 
 def by_structure(p: np.ndarray, structures: Sequence[str], n_thresholds: int) -> dict[str, np.ndarray]:
@@ -188,13 +216,20 @@ def load(
     checkpoint: str = "best",
     precision: str = "auto",
     compile: bool = False,
+    zooms: Sequence[float] = (1.0,),
 ) -> Predictor:
     """Load every network of a run (the best epoch by default) for inference.
 
     ``precision``: 'auto' (bf16 autocast on CUDA and on CPUs with native bf16, else float32),
     'float32' or 'bf16'. ``compile``: wrap each network in ``torch.compile`` (a minute or
     more of compiling first; worth it for long surveys, see benchmarks/bench_predict.py).
+    ``zooms``: see :func:`zoom_views`; (1.0,), the whole image, as the networks were trained.
     """
+    zooms = tuple(float(z) for z in zooms)
+    if not zooms or not all(0.1 <= z <= 1.0 for z in zooms):
+        raise GalsegError(
+            f"--zoom {','.join(map(str, zooms)) or '(none)'}: shares of the side between 0.1 and 1"
+        )
     run = Path(run)
     record = read_run(run)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
@@ -228,4 +263,5 @@ def load(
         precision=chosen,
         run_id=f"{digest.hexdigest()[:16]}:{chosen}",
         compiled=compile,
+        zooms=zooms,
     )

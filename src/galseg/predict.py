@@ -30,11 +30,19 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from scipy import ndimage
 
 from galseg import GalsegError, __version__
-from galseg.arms import Arm, ArmSummary, DiscGeometry, disc_geometry, linear_flux, luminance, measure_arms
+from galseg.arms import (
+    Arm,
+    ArmSummary,
+    DiscGeometry,
+    disc_geometry,
+    linear_flux,
+    luminance,
+    measure_arms,
+    sky_level,
+)
 from galseg.bars import NO_BAR, measure_bar
-from galseg.dataset import resize_image
 from galseg.gz3d import N_HDUS, bintable_bytes, image_bytes, read_gz3d, volunteer_hints, wcs_header
-from galseg.inference import Predictor, by_structure, upsample
+from galseg.inference import Predictor, by_structure, combine_zooms, zoom_views
 from galseg.io import (
     atomic_path,
     atomic_write_bytes,
@@ -176,7 +184,7 @@ def read_input(path: Path) -> InputImage:
         except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
             raise GalsegError(f"{path}: not a readable FITS image ({one_line(exc)})") from exc
         if is_gz3d:
-            galaxy = read_gz3d(path, outlines=False, raw=raw)
+            galaxy = read_gz3d(path, outlines=False, raw=raw, votes=False)
             name, image, wcs = galaxy.mangaid, galaxy.image, galaxy.wcs
             centre, stars = volunteer_hints(galaxy)
     if min(image.shape[:2]) < MIN_SIDE_PX:
@@ -304,12 +312,15 @@ def disc_context(source: InputImage) -> tuple[DiscGeometry, np.ndarray, float | 
     """What every measurement of one galaxy shares: the disc geometry measured from the image
     (with the volunteers' centre and stars when the file has them), its light, its pixel scale."""
     flux = linear_flux(source.image)
-    geometry = disc_geometry(source.image, centre=source.centre, stars=source.stars, flux=flux)
+    background = sky_level(flux)
+    geometry = disc_geometry(
+        source.image, centre=source.centre, stars=source.stars, flux=flux, background=background
+    )
     arcsec = None
     if source.wcs is not None:
         arcsec = float(np.mean(proj_plane_pixel_scales(source.wcs.celestial)) * 3600)
         arcsec = arcsec if np.isfinite(arcsec) and arcsec > 0 else None
-    return geometry, luminance(source.image, flux=flux), arcsec
+    return geometry, luminance(source.image, flux=flux, sky=background[0]), arcsec
 
 
 def measure_all(
@@ -446,8 +457,8 @@ def mask_file_bytes(
 class _Inputs(torch.utils.data.Dataset):
     """Reads and shrinks one input per item in DataLoader workers, so reading overlaps the nets."""
 
-    def __init__(self, paths: Sequence[Path], size: int) -> None:
-        self.paths, self.size = list(paths), size
+    def __init__(self, paths: Sequence[Path], size: int, zooms: Sequence[float] = (1.0,)) -> None:
+        self.paths, self.size, self.zooms = list(paths), size, tuple(zooms)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -459,7 +470,7 @@ class _Inputs(torch.utils.data.Dataset):
             return {
                 "i": i,
                 "input": item,
-                "small": resize_image(item.image, self.size),
+                "small": zoom_views(item.image, self.zooms, self.size),
                 "footprint": footprint(item.image),
                 "error": None,
             }
@@ -492,7 +503,7 @@ def _finished(target: Path, run_id: str, stamp: tuple[int, int]) -> bool:
 @dataclass
 class _Finish:
     """What the pool needs to finish one galaxy after the network: its probabilities at the
-    network's size (small to send), the input, and where the result goes."""
+    network's size (small to send; one set per zoom), the input, and where the result goes."""
 
     index: int
     source: InputImage
@@ -501,6 +512,7 @@ class _Finish:
     spread_small: np.ndarray | None
     thresholds: tuple[int, ...]
     structures: tuple[str, ...]
+    zooms: tuple[float, ...]
     target: Path
     overlay_path: Path | None
     overlay: Callable[..., object] | None
@@ -544,9 +556,13 @@ def _finish(work: _Finish) -> tuple[int, tuple | None, str | None]:
     catalogue needs, None) or (index, None, the error)."""
     try:
         source, thresholds, shape = work.source, work.thresholds, work.source.image.shape[:2]
-        planes = by_structure(upsample(work.p_small, shape), work.structures, len(thresholds))
-        spread = (
-            by_structure(upsample(work.spread_small, shape), work.structures, len(thresholds))
+        planes = by_structure(
+            combine_zooms(work.p_small, work.zooms, shape), work.structures, len(thresholds)
+        )
+        spread = (  # the largest spread over the zooms: the most doubtful view
+            by_structure(
+                combine_zooms(work.spread_small, work.zooms, shape), work.structures, len(thresholds)
+            )
             if work.spread_small is not None
             else None
         )
@@ -624,6 +640,7 @@ def predict_files(
     run_id = (
         f"{predictor.run_id}:{'tta' if tta else 'plain'}:{','.join(map(str, predictor.thresholds))}"
         f":{'+'.join(predictor.structures)}:{'measured' if measure_arms_too else 'masks'}"
+        f":zoom{','.join(map(str, predictor.zooms))}"
     )
     run_id = hashlib.sha256(run_id.encode()).hexdigest()[:16]
     mine = list(range(rank, len(paths), world))
@@ -633,7 +650,7 @@ def predict_files(
     written: dict[int, tuple] = {}
     thresholds = predictor.thresholds
     loader = torch.utils.data.DataLoader(
-        _Inputs([paths[i] for i in todo], predictor.size),
+        _Inputs([paths[i] for i in todo], predictor.size, predictor.zooms),
         batch_size=None,
         num_workers=workers,
         collate_fn=lambda item: item,
@@ -659,6 +676,7 @@ def predict_files(
             spread_small=spread,
             thresholds=thresholds,
             structures=predictor.structures,
+            zooms=predictor.zooms,
             target=out / "masks" / f"{names[index]}.fits.gz",
             overlay_path=out / "overlays" / f"{names[index]}.png" if overlay is not None else None,
             overlay=overlay,
@@ -687,11 +705,14 @@ def predict_files(
     def flush() -> None:
         if not batch:
             return
-        small = np.stack([b["small"] for b in batch])
+        small = np.concatenate([b["small"] for b in batch])  # every zoom of every input
         if tta:
             p_small, spread_small = predictor.tta_probabilities(small, batch_size=batch_size)
         else:
             p_small, spread_small = predictor.probabilities(small, batch_size=batch_size), None
+        z = len(predictor.zooms)
+        p_small = p_small.reshape(len(batch), z, *p_small.shape[1:])
+        spread_small = spread_small.reshape(len(batch), z, *spread_small.shape[1:]) if tta else None
         for j, item in enumerate(batch):
             work = job(item, p_small[j], spread_small[j] if spread_small is not None else None)
             if pool is None:
