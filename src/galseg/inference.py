@@ -4,9 +4,10 @@ A run trained with one network per threshold and a run with one ordinal network 
 same calls, so evaluation, prediction and the demo do not care which head made them. A run of
 several structures (``--target both``: arms and bar) returns one plane per (structure,
 threshold), structure-major; :meth:`Predictor.split` names them and :meth:`Predictor.only`
-narrows a run to one structure. The
-arithmetic precision is chosen per device (:func:`choose_precision`): bf16 autocast where the
-hardware runs it natively, float32 elsewhere.
+narrows a run to one structure. The arithmetic precision is chosen per device
+(:func:`choose_precision`): bf16 autocast where the hardware runs it natively, float32
+elsewhere. ``zooms`` adds centred crops of each image, for cutouts framed more loosely than
+GZ:3D's (:func:`zoom_views`).
 """
 
 from __future__ import annotations
