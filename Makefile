@@ -38,7 +38,10 @@ bench: $(BIN)/galseg
 	$(BIN)/python benchmarks/bench_resize.py
 	$(BIN)/python benchmarks/bench_real.py --run demo-output/run
 	$(BIN)/python benchmarks/bench_precision.py --run demo-output/run
-	$(BIN)/python benchmarks/bench_predict.py --run demo-output/run --n 1000
+	$(BIN)/python benchmarks/bench_bars.py --dataset benchmarks/results/arms/dataset --run demo-output/run --split all
+	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt pyarcfire
+	$(BIN)/python benchmarks/bench_pyarcfire.py --dataset benchmarks/results/arms/dataset --run demo-output/run
+	$(BIN)/python benchmarks/bench_predict.py --run demo-output/run --n 1000 --compile
 
 # The network shipped in src/galseg/ready_model/: fixed seeds, checked on ../shared/real.
 ready-model: $(BIN)/galseg
