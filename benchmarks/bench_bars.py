@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from galseg.arms import disc_geometry, luminance
+from galseg.arms import geometry_and_light
 from galseg.bars import angle_difference_deg, measure_bar
 from galseg.dataset import open_dataset
 from galseg.gz3d import read_gz3d, volunteer_hints
@@ -127,8 +127,7 @@ def main() -> None:
         if truth is None:
             raise SystemExit(f"{row['SOURCE_FILE']}: not a synthetic galaxy, no truth to compare with")
         centre, stars = volunteer_hints(galaxy)
-        geometry = disc_geometry(galaxy.image, centre=centre, stars=stars)
-        light = luminance(galaxy.image)
+        geometry, light = geometry_and_light(galaxy.image, centre=centre, stars=stars)
         record = {
             "mangaid": galaxy.mangaid,
             "true_length": truth.bar_length_px if truth.barred else 0.0,

@@ -243,6 +243,17 @@ def disc_geometry(
     return DiscGeometry(cx, cy, ratio, float(np.arctan2(major[1], major[0]) % np.pi), semi_major)
 
 
+def geometry_and_light(
+    image: np.ndarray, *, centre: tuple[float, float] | None = None, stars: np.ndarray | None = None
+) -> tuple[DiscGeometry, np.ndarray]:
+    """:func:`disc_geometry` and :func:`luminance` of one image, sharing its linear flux and sky:
+    what every arm and bar measurement of a galaxy needs, computed once."""
+    flux = linear_flux(image)
+    background = sky_level(flux)
+    geometry = disc_geometry(image, centre=centre, stars=stars, flux=flux, background=background)
+    return geometry, luminance(image, flux=flux, sky=background[0])
+
+
 MIN_ELONGATION = 2.5
 """An arm is at least this many times longer (along its fitted spiral) than it is wide."""
 MAX_PITCH_DEG = 60.0

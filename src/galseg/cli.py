@@ -271,6 +271,16 @@ def _zooms(text: str) -> tuple[float, ...]:
 _threshold = _count(1)
 
 
+def _add_report_target(p: argparse.ArgumentParser) -> None:
+    """``--target`` of evaluate and predict: which of the run's structures to report."""
+    p.add_argument(
+        "--target",
+        default=None,
+        choices=list(TARGETS),
+        help="structures to report (default: every one the run segments)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="galseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galseg {__version__}")
@@ -379,12 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="also score on the original vote maps, predictions upsampled",
     )
-    p.add_argument(
-        "--target",
-        default=None,
-        choices=list(TARGETS),
-        help="structures to report (default: every one the run segments)",
-    )
+    _add_report_target(p)
     p.add_argument("--figure-threshold", type=_threshold, default=3, help="threshold of Figures 1 and 5")
     p.add_argument("--tta", action="store_true", help="also score test-time augmentation (8 orientations)")
     p.add_argument(
@@ -407,12 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         "image files, folders, or text files listing paths",
     )
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument(
-        "--target",
-        default=None,
-        choices=list(TARGETS),
-        help="structures to report (default: every one the run segments)",
-    )
+    _add_report_target(p)
     p.add_argument("--thresholds", default=None, help="a subset of the run's thresholds, e.g. 3 or 1,3,5")
     p.add_argument("--catalogue", default="catalogue.ecsv", help="file name; .ecsv, .csv, .fits or .parquet")
     p.add_argument("--batch-size", type=_count(1), default=16)

@@ -351,12 +351,11 @@ def _assemble(
             fh.close()
     for name in shapes:
         os.replace(out / f".{name}.npy.part", out / f"{name}.npy")
-    bars = np.concatenate(fractions["bar"]) if fractions["bar"] else np.zeros((0, len(THRESHOLDS)))
-    bars = bars.astype(np.float32)
-    fractions = np.concatenate(fractions["spiral"]) if fractions["spiral"] else np.zeros((0, len(THRESHOLDS)))
+    empty = np.zeros((0, len(THRESHOLDS)))
+    arms, bars = (np.concatenate([empty, *fractions[n]]).astype(np.float32) for n in ("spiral", "bar"))
 
     mangaids = [r["mangaid"] for r in good]
-    has_arms = fractions[:, 0] > 0
+    has_arms = arms[:, 0] > 0
     split = assign_split(
         mangaids, has_arms, seed=seed, test_fraction=test_fraction, validation_fraction=validation_fraction
     )
@@ -371,7 +370,7 @@ def _assemble(
             "BAR_MAX_VOTES": np.array([r.get("bar_max_votes", 0) for r in good], dtype=np.int16),
             "OUTLINE_MISMATCH_PX": np.array([r["outline_mismatch_px"] for r in good], dtype=np.int64),
             "SOURCE_FILE": np.array([r["source"] for r in good], dtype=str),
-            **{f"ARM_FRACTION_TH{th}": fractions[:, k].astype(np.float32) for k, th in enumerate(THRESHOLDS)},
+            **{f"ARM_FRACTION_TH{th}": arms[:, k] for k, th in enumerate(THRESHOLDS)},
             **{f"BAR_FRACTION_TH{th}": bars[:, k] for k, th in enumerate(THRESHOLDS)},
             "SPLIT": split.astype("U5"),
         }

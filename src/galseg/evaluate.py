@@ -16,7 +16,7 @@ from astropy.table import Table, vstack
 from scipy import ndimage
 
 from galseg import THRESHOLDS, GalsegError, __version__
-from galseg.arms import disc_geometry, luminance, measure_arms
+from galseg.arms import geometry_and_light, measure_arms
 from galseg.dataset import open_dataset
 from galseg.gz3d import rasterise_outlines, read_gz3d
 from galseg.inference import Predictor, load, upsample
@@ -375,7 +375,7 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
         image = read_picture(galaxy.path)
         probabilities = predictor.predict_image(image)
         if measure and (probabilities > 0.5).any():  # one geometry and light for every threshold
-            geometry, light = disc_geometry(image), luminance(image)
+            geometry, light = geometry_and_light(image)
         reference = np.asarray(read_picture(galaxy.arm_mask))[..., 0] > 127 if galaxy.arm_mask else None
         tolerance = REAL_TOLERANCE_NET_PX * max(image.shape[:2]) / predictor.size
         for k, th in enumerate(predictor.thresholds):

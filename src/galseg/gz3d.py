@@ -269,9 +269,6 @@ def _table_columns(hdu: fits.BinTableHDU) -> list[str]:
     ]
 
 
-_DTYPES = {"E": ">f4", "D": ">f8", "I": ">i2", "J": ">i4", "K": ">i8", "B": "u1", "L": "S1"}
-
-
 def _small_table(hdu: fits.BinTableHDU, raw: bytes) -> Table:
     """A binary table of plain fixed-width columns read straight from the file's bytes, as the
     writer (:func:`bintable_bytes`) writes them: astropy spends about 15 ms building column
@@ -450,6 +447,8 @@ def wcs_header(wcs: WCS) -> fits.Header:
 
 
 _TFORMS = {"f4": "E", "f8": "D", "i2": "I", "i4": "J", "i8": "K", "u1": "B", "b1": "L"}
+_DTYPES = {form: ">" + kind for kind, form in _TFORMS.items() if form != "L"} | {"L": "S1"}
+"""The inverse, for :func:`_small_table`: big-endian as stored; logicals as their T/F bytes."""
 BLOCK = 2880
 
 

@@ -30,16 +30,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from scipy import ndimage
 
 from galseg import GalsegError, __version__
-from galseg.arms import (
-    Arm,
-    ArmSummary,
-    DiscGeometry,
-    disc_geometry,
-    linear_flux,
-    luminance,
-    measure_arms,
-    sky_level,
-)
+from galseg.arms import Arm, ArmSummary, DiscGeometry, geometry_and_light, measure_arms
 from galseg.bars import NO_BAR, measure_bar
 from galseg.gz3d import N_HDUS, bintable_bytes, image_bytes, read_gz3d, volunteer_hints, wcs_header
 from galseg.inference import Predictor, by_structure, combine_zooms, zoom_views
@@ -311,32 +302,12 @@ def arm_statistics(probabilities: np.ndarray, thresholds: Sequence[int], galaxy:
 def disc_context(source: InputImage) -> tuple[DiscGeometry, np.ndarray, float | None]:
     """What every measurement of one galaxy shares: the disc geometry measured from the image
     (with the volunteers' centre and stars when the file has them), its light, its pixel scale."""
-    flux = linear_flux(source.image)
-    background = sky_level(flux)
-    geometry = disc_geometry(
-        source.image, centre=source.centre, stars=source.stars, flux=flux, background=background
-    )
+    geometry, light = geometry_and_light(source.image, centre=source.centre, stars=source.stars)
     arcsec = None
     if source.wcs is not None:
         arcsec = float(np.mean(proj_plane_pixel_scales(source.wcs.celestial)) * 3600)
         arcsec = arcsec if np.isfinite(arcsec) and arcsec > 0 else None
-    return geometry, luminance(source.image, flux=flux, sky=background[0]), arcsec
-
-
-def measure_all(
-    source: InputImage,
-    probabilities: np.ndarray,
-    thresholds: Sequence[int],
-    context: tuple[DiscGeometry, np.ndarray, float | None] | None = None,
-) -> tuple[DiscGeometry, dict[int, tuple[list[Arm], ArmSummary]]]:
-    """Arms at every threshold, with one disc geometry measured from the image and shared."""
-    geometry, light, arcsec = context or disc_context(source)
-    return geometry, {
-        th: measure_arms(
-            probabilities[k] > 0.5, source.image, geometry=geometry, arcsec_per_px=arcsec, light=light
-        )
-        for k, th in enumerate(thresholds)
-    }
+    return geometry, light, arcsec
 
 
 def add_bar_columns(
@@ -544,7 +515,17 @@ def galaxy_statistics(
         for column in arm_stats.colnames[1:]:
             stats[column] = arm_stats[column]
         if context is not None:
-            geometry, arms = measure_all(source, planes["spiral"], thresholds, context)
+            _, light, arcsec = context
+            arms = {
+                th: measure_arms(
+                    planes["spiral"][k] > 0.5,
+                    source.image,
+                    geometry=geometry,
+                    arcsec_per_px=arcsec,
+                    light=light,
+                )
+                for k, th in enumerate(thresholds)
+            }
         add_arm_summaries(stats, arms, measured=context is not None)
     if "bar" in planes:
         add_bar_columns(stats, planes["bar"], context)
@@ -556,16 +537,13 @@ def _finish(work: _Finish) -> tuple[int, tuple | None, str | None]:
     catalogue needs, None) or (index, None, the error)."""
     try:
         source, thresholds, shape = work.source, work.thresholds, work.source.image.shape[:2]
-        planes = by_structure(
-            combine_zooms(work.p_small, work.zooms, shape), work.structures, len(thresholds)
-        )
-        spread = (  # the largest spread over the zooms: the most doubtful view
-            by_structure(
-                combine_zooms(work.spread_small, work.zooms, shape), work.structures, len(thresholds)
-            )
-            if work.spread_small is not None
-            else None
-        )
+
+        def full(small: np.ndarray) -> dict[str, np.ndarray]:  # network grid -> input grid, by structure
+            return by_structure(combine_zooms(small, work.zooms, shape), work.structures, len(thresholds))
+
+        planes = full(work.p_small)
+        # the spread: the largest over the zooms, the most doubtful view
+        spread = full(work.spread_small) if work.spread_small is not None else None
         stats, geometry, arms = galaxy_statistics(
             source, planes, thresholds, work.footprint, measure=work.measure
         )
