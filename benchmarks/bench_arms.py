@@ -6,9 +6,13 @@ measured (never the generator's): from the image alone, and with the volunteers'
 clicks (GZ:3D HDUs 6 and 7); against the generator's arm count, pitch, chirality and centre.
 Grand-design spirals only for pitch and count (a flocculent galaxy has no single true count).
 
-- median |pitch error|: over spirals where arms were found (length-weighted galaxy pitch);
-- arm-count accuracy: measured count equals the true count, over all galaxies (0 for arm-less);
+- median |pitch error|: over spirals where arms were found (the galaxy's pitch, ArmSummary.pitch_deg);
+- arm-count accuracy: measured count equals the true count, over all galaxies (0 for arm-less),
+  over the spirals, and over the spirals whose mask marks anything; for the segments found and
+  for the mask's dominant Fourier mode (``ArmSummary.mode``);
 - chirality accuracy: over spirals where a chirality was measured.
+
+A last row measures with the generator's own geometry, for scale only: no user has it.
 
     python benchmarks/bench_arms.py --dataset demo-output/dataset --run demo-output/run --n 600
 """
@@ -21,12 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from galseg.arms import disc_geometry, measure_arms
+from galseg.arms import DiscGeometry, disc_geometry, measure_arms
 from galseg.dataset import open_dataset
 from galseg.gz3d import read_gz3d, volunteer_hints
 from galseg.inference import load
 from galseg.io import progress
 from galseg.synthetic import truth_from_metadata
+
+
+def _share_right(measured: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
+    return float(np.mean(measured[where] == truth[where])) if where.any() else np.nan
 
 
 def summarise(rows: list[dict], source: str) -> dict:
@@ -35,6 +43,8 @@ def summarise(rows: list[dict], source: str) -> dict:
     found_n = np.array([r[f"{source}_n"] for r in rows])
     spirals = truth_n > 0
     found = spirals & (found_n > 0)
+    mode_n = np.array([r[f"{source}_mode"] for r in rows])
+    drawn = spirals & np.array([r[f"{source}_drawn"] for r in rows])
     pitch_error = np.abs(np.array([r[f"{source}_pitch"] - r["true_pitch"] for r in rows]))[found]
     chirality = np.array([r[f"{source}_chirality"] == r["true_chirality"] for r in rows])[found]
     return {
@@ -46,6 +56,10 @@ def summarise(rows: list[dict], source: str) -> dict:
         "arm_count_accuracy_spirals": float(np.mean(found_n[spirals] == truth_n[spirals]))
         if spirals.any()
         else np.nan,
+        "arm_count_accuracy_drawn": _share_right(found_n, truth_n, drawn),
+        "spirals_drawn": int(drawn.sum()),
+        "mode_accuracy_spirals": _share_right(mode_n, truth_n, spirals),
+        "mode_accuracy_drawn": _share_right(mode_n, truth_n, drawn),
         "chirality_accuracy": float(np.mean(chirality)) if chirality.size else np.nan,
         "centre_within_5px": float(
             np.mean(np.array([r[f"{source}_centre_error"] for r in rows])[spirals] <= 5)
@@ -89,6 +103,9 @@ def main() -> None:
         geometries = {
             "image": disc_geometry(galaxy.image),
             "clicks": disc_geometry(galaxy.image, centre=centre, stars=stars),
+            "generator's (for scale)": DiscGeometry(
+                truth.centre_x, truth.centre_y, truth.axis_ratio, np.radians(truth.position_angle_deg) % np.pi
+            ),
         }
         for source, mask in masks.items():
             for how, geometry in geometries.items():
@@ -98,29 +115,33 @@ def main() -> None:
                         f"{source}, {how}_n": summary.n_arms,
                         f"{source}, {how}_pitch": summary.pitch_deg,
                         f"{source}, {how}_chirality": summary.chirality,
+                        f"{source}, {how}_mode": summary.mode,
+                        f"{source}, {how}_drawn": bool(mask.any()),
                         f"{source}, {how}_centre_error": float(
                             np.hypot(geometry.x - truth.centre_x, geometry.y - truth.centre_y)
                         ),
                     }
                 )
         rows.append(record)
-    sources = [f"{m}, {g}" for m in ("volunteers", "model") for g in ("image", "clicks")]
+    sources = [f"{m}, {g}" for m in ("volunteers", "model") for g in geometries]
     results = {source: summarise(rows, source) for source in sources if f"{source}_n" in rows[0]}
     print(
         f"\n{len(rows)} synthetic galaxies ({args.split} split), masks at th={args.threshold}, "
         "geometry measured (from the image alone, or with the volunteers' centre and star clicks)"
     )
     print(
-        "| mask, geometry | spirals (arms found) | median abs pitch error | "
-        "arm-count accuracy (all / spirals) | winding accuracy | centre within 5 px |"
+        "| mask, geometry | spirals (mask drawn, arms found) | median abs pitch error | "
+        "count right, segments (all / spirals / drawn) | count right, Fourier mode (spirals / drawn) | "
+        "winding accuracy | centre within 5 px |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for source, r in results.items():
         print(
-            f"| {source} | {r['spirals']} ({r['spirals_with_arms_found']}) | "
+            f"| {source} | {r['spirals']} ({r['spirals_drawn']}, {r['spirals_with_arms_found']}) | "
             f"{r['median_abs_pitch_error_deg']:.1f} deg"
-            f" | {r['arm_count_accuracy']:.2f} / {r['arm_count_accuracy_spirals']:.2f} | "
-            f"{r['chirality_accuracy']:.2f} | {r['centre_within_5px']:.2f} |"
+            f" | {r['arm_count_accuracy']:.2f} / {r['arm_count_accuracy_spirals']:.2f} / "
+            f"{r['arm_count_accuracy_drawn']:.2f} | {r['mode_accuracy_spirals']:.2f} / "
+            f"{r['mode_accuracy_drawn']:.2f} | {r['chirality_accuracy']:.2f} | {r['centre_within_5px']:.2f} |"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))

@@ -66,7 +66,7 @@ def galseg_measure(mask: np.ndarray, image: np.ndarray, geometry) -> dict:
     start = time.perf_counter()
     _, summary = measure_arms(mask, image, geometry=geometry)
     return {
-        "n": summary.n_arms,
+        "n": summary.mode,  # the arm count galseg reports (ARM_MODE), not the segments found
         "pitch": summary.pitch_deg,
         "chirality": summary.chirality,
         "seconds": time.perf_counter() - start,

@@ -90,6 +90,7 @@ def test_arm_count(n_arms):
     mask, image, _ = spiral_galaxy(25, "S", n_arms, 30)
     arms, summary = measure_arms(mask, image)
     assert summary.n_arms == n_arms
+    assert summary.mode == n_arms
     # lengths along the spiral: (r_max - r_min) / sin(pitch), about (110 - 15) / sin 25 deg
     assert all(150 < arm.length_px < 260 for arm in arms)
     assert np.isnan(arms[0].length_arcsec)
@@ -130,3 +131,54 @@ def test_components_are_8_connected_and_counted():
     assert labels.max() == 4
     assert labels[2, 2] == labels[5, 5] != labels[10, 19]
     assert labels[15, 3] != labels[15, 8] and (labels[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("n_arms", [1, 2, 3])
+def test_the_fourier_mode_counts_arms_drawn_in_pieces(n_arms):
+    """Volunteers draw arms in pieces: each piece is a segment, but the symmetry is unchanged."""
+    mask, image, disc = spiral_galaxy(20, "Z", n_arms, 45)
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    dx, dy = x - CENTRE, CENTRE - y
+    c, s = np.cos(disc.position_angle), np.sin(disc.position_angle)
+    disc_r = np.hypot(dx * c + dy * s, (-dx * s + dy * c) / disc.axis_ratio)
+    gaps = np.abs(disc_r - 45) < 3  # a circle in the disc cut through every arm
+    arms, summary = measure_arms(mask & ~gaps, image)  # geometry measured from the image
+    assert summary.n_arms > n_arms  # the pieces
+    assert summary.mode == n_arms
+
+
+def test_no_mask_no_mode():
+    mask, image, _ = spiral_galaxy(20, "Z", 2, 0)
+    assert measure_arms(np.zeros_like(mask), image)[1].mode == 0
+
+
+def barred_spiral_image(q: float, pa: float) -> np.ndarray:
+    """An inclined exponential disc with a bulge, two bright arms and a bar at another angle, sky
+    noise, asinh-stretched to 8 bits: its isophotes are pulled by the arms and the bar."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    dx, dy = x - CENTRE, CENTRE - y
+    c, s = np.cos(pa), np.sin(pa)
+    xd, yd = dx * c + dy * s, (-dx * s + dy * c) / q
+    r, theta = np.hypot(xd, yd), np.arctan2(yd, xd)
+    winding = np.log(np.maximum(r, 1) / 10) / np.tan(np.radians(18))
+    arms = 60 * np.exp(-r / 45) * np.clip(np.cos(2 * (theta - winding)), 0, None) ** 4 * (r > 12)
+    along, across = xd * np.cos(1.0) + yd * np.sin(1.0), -xd * np.sin(1.0) + yd * np.cos(1.0)
+    bar = 150 * np.exp(-0.5 * (along / 22) ** 2 - 0.5 * (across / 5) ** 2)
+    light = 120 * np.exp(-r / 28) + 400 * np.exp(-np.hypot(xd, yd * q / 0.9) / 5) + arms + bar
+    flux = light + np.random.default_rng(0).normal(0, 1.5, r.shape)
+    stretched = 255 * np.arcsinh(np.clip(flux, 0, None) / 3) / np.arcsinh(200)
+    return np.repeat(np.clip(stretched, 0, 255)[..., None], 3, axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("q", "pa"), [(0.5, 0.3), (0.7, 2.0), (0.35, 1.2)])
+def test_the_disc_fit_sees_through_arms_and_bar(q, pa):
+    image = barred_spiral_image(q, pa)
+
+    def errors(geometry):
+        angle = abs((geometry.position_angle - pa + np.pi / 2) % np.pi - np.pi / 2)
+        return abs(geometry.axis_ratio - q), np.degrees(angle)
+
+    fitted = errors(disc_geometry(image))  # centre, axis ratio and angle all measured
+    isophote = errors(disc_geometry(image, fit=False))
+    assert fitted[0] < 0.02 and fitted[1] < 5
+    assert fitted[0] < isophote[0] and fitted[1] < isophote[1]

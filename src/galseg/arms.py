@@ -12,7 +12,10 @@ From an arm mask (or probability map) and the image:
    meet the bulge), each fitted with a logarithmic spiral r = r0 exp(theta tan(phi)): theta is
    unwrapped along increasing radius, and theta = a + b ln r is fitted by least squares, so
    tan(phi) = 1 / |b| and the sign of b gives the winding. Components and smoothing are
-   scipy.ndimage's.
+   scipy.ndimage's;
+5. the arm count: the dominant mode m of the face-on mask's logarithmic-polar Fourier spectrum
+   (the 2DFFT method of astronomers), which an arm drawn in pieces or two arms joined near the
+   bulge do not change, as they change the count of segments.
 
 Chirality convention (as :mod:`galseg.synthetic`): on the image as shown (row 0 at the top), an
 arm turning anticlockwise as it goes outward is Z-wise; clockwise outward is S-wise. Measure on
@@ -21,12 +24,12 @@ the image as observed: a flipped image (flip augmentation) swaps S and Z.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 
 import numpy as np
 from astropy.stats import sigma_clipped_stats
-from scipy import ndimage
+from scipy import ndimage, optimize
 
 from galseg import GalsegError
 
@@ -66,13 +69,16 @@ class Arm:
 
 @dataclass(frozen=True)
 class ArmSummary:
-    """Per galaxy: arm count, length-weighted pitch, dominant chirality and the share agreeing."""
+    """Per galaxy: arm segments found, their pitch (weighted by length squared), the dominant
+    chirality and the share of arm length agreeing, and the arm count as the dominant Fourier
+    mode (see :func:`dominant_mode`)."""
 
     n_arms: int
     pitch_deg: float
     pitch_err_deg: float
     chirality: str
     chirality_agreement: float
+    mode: int = 0
 
 
 STRETCH_RANGE = np.arcsinh(200.0)
@@ -151,6 +157,12 @@ def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     return np.pad(out, ((0, h - out.shape[0]), (0, w - out.shape[1])), mode="edge")
 
 
+CENTRE_PRIOR = 0.1
+"""Width of the preference for the cutout's middle when finding the centre, as a share of the side:
+with it, 81% of 300 synthetic galaxies' centres were found within 5 px, without it 60% (the misses
+are bright foreground stars beside the galaxy, too wide for the compact-source mask)."""
+
+
 def find_centre(
     image: np.ndarray,
     *,
@@ -159,9 +171,10 @@ def find_centre(
     sky: float | None = None,
     flux: np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """The brightest point of the image smoothed over 3% of its size, within the middle half, with
-    ``exclude`` (stars) replaced by ``fill`` (the extended light under them; else the sky) first:
-    the bulge, not a foreground star. ``flux``: :func:`linear_flux` of ``image``, if known."""
+    """The brightest point of the image smoothed over 3% of its size, within the middle half and
+    weighted towards the middle (:data:`CENTRE_PRIOR`), with ``exclude`` (stars) replaced by
+    ``fill`` (the extended light under them; else the sky) first: the bulge, not a foreground star.
+    ``flux``: :func:`linear_flux` of ``image``, if known."""
     flux = linear_flux(image) if flux is None else flux
     sky = sky_level(flux)[0] if sky is None else sky
     if exclude is not None and exclude.any():
@@ -169,8 +182,12 @@ def find_centre(
     light = ndimage.gaussian_filter(flux, sigma=max(1.0, 0.03 * min(flux.shape)))
     h, w = light.shape
     y, x = np.mgrid[0:h, 0:w]
+    # cutouts are centred on their target: light far from the middle counts less (a Gaussian of
+    # 10% of the side), so a bright star beside the galaxy loses to the galaxy itself
+    d2 = (x - (w - 1) / 2) ** 2 + (y - (h - 1) / 2) ** 2
     middle = (np.abs(x - (w - 1) / 2) < w / 4) & (np.abs(y - (h - 1) / 2) < h / 4)
-    row, col = np.unravel_index(np.argmax(np.where(middle, light, -np.inf)), light.shape)
+    score = np.where(middle, (light - sky) * np.exp(-d2 / (2 * (CENTRE_PRIOR * min(h, w)) ** 2)), -np.inf)
+    row, col = np.unravel_index(np.argmax(score), light.shape)
     # refine to the light-weighted centroid of the peak's neighbourhood (sub-pixel, robust to noise)
     r = max(2, int(0.02 * min(h, w)))
     window = np.s_[max(row - r, 0) : row + r + 1, max(col - r, 0) : col + r + 1]
@@ -190,13 +207,15 @@ def disc_geometry(
     psf_px: float | None = None,
     flux: np.ndarray | None = None,
     background: tuple[float, float] | None = None,
+    fit: bool = True,
 ) -> DiscGeometry:
     """Centre, axis ratio and position angle of the galaxy alone.
 
     Sky and noise come from sigma-clipped statistics of the whole (unclipped) image; stars are
     masked (``stars``: GZ:3D's star clusters as x, y, radius rows, plus any compact source
     found); the galaxy is the connected region of the smoothed light above its outer isophote
-    that holds the centre. The axis ratio and angle are the second moments of that region.
+    that holds the centre. The axis ratio and angle are the second moments of that region, then
+    (``fit``) refined by a disc-and-bulge model fitted to the light (:func:`fit_disc_shape`).
     ``centre``: e.g. the volunteers' centre clicks (GZ:3D HDU 6), else found by
     :func:`find_centre`. ``flux``: :func:`linear_flux` of ``image``, and ``background``: its
     :func:`sky_level`, if known.
@@ -240,7 +259,86 @@ def disc_geometry(
     major = vectors[:, 1]
     # a uniform ellipse of semi-major axis a has variance a^2 / 4 along it
     semi_major = float(2 * np.sqrt(max(values[1], 0.0)))
-    return DiscGeometry(cx, cy, ratio, float(np.arctan2(major[1], major[0]) % np.pi), semi_major)
+    angle = float(np.arctan2(major[1], major[0]) % np.pi)
+    if fit:
+        fitted = fit_disc_shape(flux - sky, masked, (cx, cy), ratio, angle, semi_major, noise=noise)
+        ratio, angle = fitted if fitted is not None else (ratio, angle)
+    return DiscGeometry(cx, cy, ratio, angle, semi_major)
+
+
+FIT_SIDE = 64
+"""The light is binned to about this many pixels a side before the disc model is fitted."""
+
+
+def fit_disc_shape(
+    light: np.ndarray,
+    masked: np.ndarray,
+    centre: tuple[float, float],
+    axis_ratio: float,
+    position_angle: float,
+    semi_major: float,
+    *,
+    noise: float,
+) -> tuple[float, float] | None:
+    """Axis ratio and position angle of the disc, fitted: an exponential disc plus an exponential
+    bulge (same centre and angle, the bulge its own flattening) to the sky-subtracted ``light``
+    binned to about :data:`FIT_SIDE` pixels, ``masked`` (stars) left out, by least squares with a
+    Cauchy loss, so arms, a bar and leftover stars weigh little. The isophote's moments start it.
+
+    Why: arms, bars and the bulge shape every isophote, so their moments miss the disc's axis
+    ratio by a median 0.09 and its angle by 6.6 deg (115 synthetic spirals of seed 5, centre from
+    the clicks); this fit, by 0.036 and 2.5 deg, which halved the pitch error after deprojection
+    (``benchmarks/bench_arms.py``). None if it fails.
+    """
+    h, w = light.shape
+    f = max(1, min(h, w) // FIT_SIDE)
+    hb, wb = h // f, w // f
+    binned = light[: hb * f, : wb * f].reshape(hb, f, wb, f).mean(axis=(1, 3))
+    usable = ~masked[: hb * f, : wb * f].reshape(hb, f, wb, f).any(axis=(1, 3))
+    rows, cols = np.nonzero(usable)
+    x = (cols + 0.5) * f - 0.5 - centre[0]
+    y = centre[1] - ((rows + 0.5) * f - 0.5)  # y up, as the angle is measured
+    data = binned[usable].astype(np.float64)
+    sigma = max(noise / f, 1e-6)
+    centre_light = max(
+        float(binned[int(np.clip(centre[1] // f, 0, hb - 1)), int(np.clip(centre[0] // f, 0, wb - 1))]), sigma
+    )
+    scale = max(semi_major / 3, 2.0 * f) if np.isfinite(semi_major) else 10.0 * f
+
+    def model(p: np.ndarray) -> np.ndarray:
+        e1, e2, log_disc, log_scale, log_bulge, log_bulge_scale, bulge_q = p
+        e = min(float(np.hypot(e1, e2)), 0.95)
+        phi = 0.5 * np.arctan2(e2, e1)
+        q = (1 - e) / (1 + e)
+        c, s = np.cos(phi), np.sin(phi)
+        major, minor = x * c + y * s, (-x * s + y * c) / q
+        disc = np.exp(log_disc - np.hypot(major, minor) / np.exp(log_scale))
+        bulge_r = np.hypot(major, minor * q / np.clip(bulge_q, 0.3, 1.0))
+        return disc + np.exp(log_bulge - bulge_r / np.exp(log_bulge_scale))
+
+    e0 = (1 - axis_ratio) / (1 + axis_ratio)
+    start = np.array(
+        [
+            e0 * np.cos(2 * position_angle),
+            e0 * np.sin(2 * position_angle),
+            np.log(0.3 * centre_light),
+            np.log(scale),
+            np.log(centre_light),
+            np.log(scale / 5),
+            0.9,
+        ]
+    )
+    try:
+        result = optimize.least_squares(
+            lambda p: (model(p) - data) / sigma, start, loss="cauchy", f_scale=3.0, max_nfev=200
+        )
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    if not np.all(np.isfinite(result.x)):
+        return None
+    e1, e2 = result.x[:2]
+    e = min(float(np.hypot(e1, e2)), 0.95)
+    return float((1 - e) / (1 + e)), float(0.5 * np.arctan2(e2, e1) % np.pi)
 
 
 def geometry_and_light(
@@ -386,6 +484,7 @@ def measure_arms(
     u = (np.arange(size) - (size - 1) / 2) * scale
     xd, yd = np.meshgrid(u, -u)
     radius = np.hypot(xd, yd)
+    mode = dominant_mode(face_on, xd, yd)  # the whole mask: arms meeting the bulge keep their phase
     face_on &= radius > max(central_fraction * size * scale, ring_radius(face_on, radius))
     labels = label_components(face_on)
     if light is None and image is not None:
@@ -426,20 +525,70 @@ def measure_arms(
             )
         )
     if not arms:
-        return [], empty
+        return [], replace(empty, mode=mode)  # no segment long enough, but a symmetry may show
     lengths = np.array([arm.length_px for arm in arms])
     weights = lengths / lengths.sum()
     z_share = float(weights[[arm.chirality == "Z" for arm in arms]].sum())
     chirality = "Z" if z_share > 0.5 else "S" if z_share < 0.5 else ""
     pitches = np.array([arm.pitch_deg for arm in arms])
     errors = np.array([arm.pitch_err_deg for arm in arms])
-    pitch = float(weights @ pitches)
+    # the pitch weights each arm by its length squared: a long arm's pitch is the better measured,
+    # and short pieces are where volunteers' outlines wander (median error 1.50 / 2.11 deg against
+    # 1.66 / 2.31 weighted by length, synthetic seeds 5 / 21, bench_arms.py with clicks)
+    by_length2 = lengths**2 / (lengths**2).sum()
+    pitch = float(by_length2 @ pitches)
     # the scatter between arms and the arms' own errors, whichever is larger
-    scatter = float(np.sqrt(weights @ (pitches - pitch) ** 2)) if len(arms) > 1 else 0.0
-    own = float(np.sqrt(weights**2 @ errors**2))
+    scatter = float(np.sqrt(by_length2 @ (pitches - pitch) ** 2)) if len(arms) > 1 else 0.0
+    own = float(np.sqrt(by_length2**2 @ errors**2))
     return arms, ArmSummary(
-        len(arms), pitch, max(scatter / np.sqrt(len(arms)), own), chirality, max(z_share, 1 - z_share)
+        len(arms), pitch, max(scatter / np.sqrt(len(arms)), own), chirality, max(z_share, 1 - z_share), mode
     )
+
+
+MODES = tuple(range(1, 7))
+"""Arm counts the Fourier analysis chooses among (GZ:3D spirals rarely show more than six)."""
+
+
+def dominant_mode(
+    face_on: np.ndarray, x: np.ndarray, y: np.ndarray, *, radial_bins: int = 48, angle_bins: int = 96
+) -> int:
+    """The number of arms as the m-fold symmetry of a face-on arm mask (0 if it is too small).
+
+    The mask is averaged on a grid of u = ln r and theta between its 5th and 95th percentile
+    radii, each radius divided by its azimuthal mean (so inner and outer arms weigh alike), and
+    A(m, p) = |sum H(u, theta) exp(-i (m theta + p u))| is scanned over pitch parameters p for
+    m = 1..6 (Puerari & Dottori 1992; Davis et al. 2012's 2DFFT): a log spiral of m arms peaks
+    at that m. On synthetic volunteer masks at th = 3 (measured geometry) it gave the true count
+    for 75% of the spirals against 47% for counting segments. ``x``, ``y``: face-on positions of
+    the grid's pixels, y up.
+    """
+    radius = np.hypot(x, y)
+    arm = face_on & (radius > 0)
+    if arm.sum() < 20:
+        return 0
+    r_in, r_out = np.percentile(radius[arm], [5, 95])
+    r_in = max(float(r_in), 1.0)
+    if r_out < 1.4 * r_in:
+        return 0
+    inside = (radius >= r_in) & (radius <= r_out)
+    u0, du = np.log(r_in), np.log(r_out / r_in) / radial_bins
+    dt = 2 * np.pi / angle_bins
+    u_bin = np.minimum(((np.log(radius[inside]) - u0) / du).astype(int), radial_bins - 1)
+    t_bin = np.minimum(((np.arctan2(y[inside], x[inside]) + np.pi) / dt).astype(int), angle_bins - 1)
+    cell, cells = u_bin * angle_bins + t_bin, radial_bins * angle_bins
+    pixels = np.bincount(cell, minlength=cells).reshape(radial_bins, angle_bins)
+    covered = np.bincount(cell, weights=face_on[inside], minlength=cells).reshape(radial_bins, angle_bins)
+    seen = pixels > 0  # cells the grid reaches; the others carry no contrast
+    share = covered / np.maximum(pixels, 1)
+    ring = share.sum(axis=1, keepdims=True) / np.maximum(seen.sum(axis=1, keepdims=True), 1)
+    contrast = np.where(seen & (ring > 0), share / np.where(ring > 0, ring, 1) - 1, 0.0)
+    u_mid = u0 + du * (np.arange(radial_bins) + 0.5)
+    t_mid = -np.pi + dt * (np.arange(angle_bins) + 0.5)
+    p = np.linspace(-60, 60, 481)  # |p| = m / tan(pitch): pitches from ~1 degree for m = 1
+    radial = np.exp(-1j * np.outer(p, u_mid))  # (P, U)
+    azimuthal = np.exp(-1j * np.outer(t_mid, MODES))  # (T, M)
+    amplitude = np.abs(radial @ (contrast @ azimuthal))  # (P, M)
+    return int(MODES[int(np.argmax(amplitude.max(axis=0)))])
 
 
 def _reproject(

@@ -28,6 +28,7 @@ from astropy.table import Table, vstack
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
 from galseg import GalsegError, __version__
 from galseg.arms import Arm, ArmSummary, DiscGeometry, geometry_and_light, measure_arms
@@ -214,8 +215,9 @@ STAT_COLUMNS = (
     "PITCH_ERR_DEG",
     "CHIRALITY",
     "CHIRALITY_AGREEMENT",
+    "ARM_MODE",
 )
-STAT_DTYPES = ("i2", "?", "i8", "f4", "f4", "f4", "i2", "f4", "f4", "U1", "f4")
+STAT_DTYPES = ("i2", "?", "i8", "f4", "f4", "f4", "i2", "f4", "f4", "U1", "f4", "i2")
 BAR_COLUMNS = (
     "HAS_BAR",
     "BAR_PIXELS",
@@ -338,7 +340,8 @@ def add_bar_columns(
 
 
 def add_arm_summaries(stats: Table, arms: dict[int, tuple[list[Arm], ArmSummary]], *, measured: bool) -> None:
-    """Per-threshold arm count, pitch, chirality columns (N_ARMS -1 when arms were not measured)."""
+    """Per-threshold arm columns: segments found, pitch, chirality, and the arm count as the mask's
+    dominant Fourier mode (N_ARMS and ARM_MODE -1 when arms were not measured)."""
     summaries = [arms[int(th)][1] if measured else None for th in stats["TH"]]
     stats["N_ARMS"] = np.array([s.n_arms if s else -1 for s in summaries], dtype="i2")
     stats["PITCH_DEG"] = np.array([s.pitch_deg if s else np.nan for s in summaries], dtype="f4")
@@ -347,6 +350,7 @@ def add_arm_summaries(stats: Table, arms: dict[int, tuple[list[Arm], ArmSummary]
     stats["CHIRALITY_AGREEMENT"] = np.array(
         [s.chirality_agreement if s else np.nan for s in summaries], dtype="f4"
     )
+    stats["ARM_MODE"] = np.array([s.mode if s else -1 for s in summaries], dtype="i2")
 
 
 def arms_table(arms: dict[int, tuple[list[Arm], ArmSummary]]) -> Table:
@@ -493,7 +497,11 @@ class _Finish:
 
 def _post_worker() -> None:
     die_with_parent()
-    torch.set_num_threads(1)  # the network has the cores; each post worker takes one
+    # the network has the cores; each post worker takes one, for torch and for the BLAS under
+    # numpy and scipy (the disc fit's least squares): threads of several processes spinning
+    # against each other cut predict from 11.7 to 3.3 galaxies/s (benchmarks/bench_predict.py)
+    torch.set_num_threads(1)
+    threadpool_limits(1)
 
 
 def galaxy_statistics(
@@ -792,6 +800,7 @@ _UNMEASURED = {
     "PITCH_ERR_DEG": np.nan,
     "CHIRALITY": "",
     "CHIRALITY_AGREEMENT": np.nan,
+    "ARM_MODE": -1,
     "HAS_BAR": False,
     "BAR_PIXELS": 0,
     **dict.fromkeys(BAR_COLUMNS[2:], np.nan),
