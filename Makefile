@@ -42,6 +42,8 @@ bench: $(BIN)/galseg
 	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt pyarcfire
 	$(BIN)/python benchmarks/bench_pyarcfire.py --dataset benchmarks/results/arms/dataset --run demo-output/run
 	$(BIN)/python benchmarks/bench_predict.py --run demo-output/run --n 1000 --compile
+	$(BIN)/python benchmarks/bench_recipes.py --dataset demo-output/dataset --minutes 10 --parallel 2 \
+		--recipe base:target=spiral --recipe noise16:target=spiral,noise=0.16
 
 # The network shipped in src/galseg/ready_model/: fixed seeds, checked on ../shared/real.
 ready-model: $(BIN)/galseg

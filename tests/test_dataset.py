@@ -209,6 +209,23 @@ def test_survey_augmentation_keeps_votes_whole_and_on_their_pixels():
     assert grey >= 10 and changed >= 55
 
 
+def test_the_noise_setting_changes_only_the_added_noise():
+    from galseg.dataset import augment_photometry
+
+    votes = torch.zeros(32, 32, dtype=torch.long)
+    image = torch.linspace(0, 1, 32 * 32).reshape(1, 32, 32).expand(3, -1, -1).contiguous()
+    noisy = 0
+    for seed in range(40):
+        torch.manual_seed(seed)
+        clean, _ = augment_photometry(image.clone(), votes, noise=0.0)
+        torch.manual_seed(seed)
+        grainy, _ = augment_photometry(image.clone(), votes, noise=0.3)
+        if not torch.equal(clean, grainy):  # the same draws: only the noise step may differ
+            noisy += 1
+            assert (grainy - clean).std() > 0.01
+    assert 10 <= noisy <= 30  # noise is added to about half of the images
+
+
 def _dihedral(x, k, flip):
     if flip:
         x = torch.flip(x, dims=(-1,))

@@ -100,6 +100,15 @@ def test_resume_refuses_other_settings(dataset_dir, tmp_path):
     train(TrainConfig(**base), log=quiet)
     with pytest.raises(GalsegError, match=r"different settings \(lr\)"):
         train(TrainConfig(**{**base, "lr": 0.5}), resume=True, log=quiet)
+    with pytest.raises(GalsegError, match=r"different settings \(noise\)"):
+        train(TrainConfig(**{**base, "noise": 0.2}), resume=True, log=quiet)
+    # a run from before the noise setting added up to 0.08, today's default: it resumes
+    record = json.loads((tmp_path / "r" / "run.json").read_text())
+    del record["config"]["noise"]
+    (tmp_path / "r" / "run.json").write_text(json.dumps(record))
+    train(TrainConfig(**{**base, "epochs": 2}), resume=True, log=quiet)
+    with pytest.raises(GalsegError, match="--noise"):
+        TrainConfig(**{**base, "noise": 1.5})
 
 
 def test_early_stopping_keeps_the_best_epoch(dataset_dir, tmp_path):

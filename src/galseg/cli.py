@@ -67,6 +67,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from galseg.dataset import NOISE
     from galseg.plots import figure_3_after_each_epoch
     from galseg.train import TrainConfig, parse_thresholds, train
 
@@ -88,6 +89,7 @@ def _train(args: argparse.Namespace) -> int:
         select_on=args.select_on,
         precision=args.precision,
         target=args.target,
+        noise=NOISE if args.noise is None else args.noise,
     )
 
     train(
@@ -250,6 +252,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = _positive_float(text)
     if value >= 1:
@@ -348,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="random flips and quarter turns of each training image",
+    )
+    p.add_argument(
+        "--noise",
+        type=_share,
+        default=None,
+        help="largest sky noise the augmentation adds, as a share of the image's range "
+        "(default: galseg.dataset.NOISE)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

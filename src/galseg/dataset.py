@@ -528,11 +528,18 @@ def _rescale(image: torch.Tensor, votes: torch.Tensor, scale: float) -> tuple[to
     return canvas, padded
 
 
-def augment_photometry(image: torch.Tensor, votes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+NOISE = 0.08
+"""Largest sky noise added by :func:`augment_photometry` (standard deviation, as a share of the
+image's range; drawn uniformly up to it, for half of the training images)."""
+
+
+def augment_photometry(
+    image: torch.Tensor, votes: torch.Tensor, *, noise: float = NOISE
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random changes real surveys make and our renderer does not vary enough: the galaxy's size in
     the frame, grey single-band inputs, colour balance, stretch (gamma), sky level and contrast,
-    seeing (blur) and noise (white or correlated). Draws from torch's global generator, which the
-    training loop seeds per epoch, so resumed runs replay it."""
+    seeing (blur) and noise (white or correlated, up to ``noise``). Draws from torch's global
+    generator, which the training loop seeds per epoch, so resumed runs replay it."""
     u = torch.rand(12).tolist()
     if u[0] < 0.5:
         image, votes = _rescale(image, votes, 0.55 + 0.8 * u[1])
@@ -548,11 +555,11 @@ def augment_photometry(image: torch.Tensor, votes: torch.Tensor) -> tuple[torch.
     if u[7] < 0.3:
         image = _gaussian_blur(image, 0.3 + 1.2 * u[8])
     if u[9] < 0.5:
-        noise = torch.randn(1 if u[2] < 0.3 else 3, *image.shape[1:]).expand(3, -1, -1)
+        grain = torch.randn(1 if u[2] < 0.3 else 3, *image.shape[1:]).expand(3, -1, -1)
         if u[10] < 0.5:
-            noise = _gaussian_blur(noise.contiguous(), 1.0)
-            noise = noise / noise.std().clamp_min(1e-6)
-        image = image + 0.08 * u[11] * noise
+            grain = _gaussian_blur(grain.contiguous(), 1.0)
+            grain = grain / grain.std().clamp_min(1e-6)
+        image = image + noise * u[11] * grain
     return image.clamp(0, 1), votes
 
 
@@ -577,8 +584,10 @@ class ArmDataset(torch.utils.data.Dataset):
         photometric: bool = True,
         indices: Sequence[int] | None = None,
         structures: Sequence[str] = ("spiral",),
+        noise: float = NOISE,
     ) -> None:
         self.folder = dataset.folder
+        self.noise = noise
         self.rows = np.asarray(indices if indices is not None else dataset.indices(split), dtype=np.int64)
         self.threshold = threshold
         self.augment = augment
@@ -606,7 +615,7 @@ class ArmDataset(torch.utils.data.Dataset):
         target = votes if self.threshold is None else (votes >= self.threshold).long()
         if self.augment:
             if self.photometric:
-                image, votes = augment_photometry(image, votes)
+                image, votes = augment_photometry(image, votes, noise=self.noise)
                 target = votes if self.threshold is None else (votes >= self.threshold).long()
             k, flip = DIHEDRAL[int(torch.randint(len(DIHEDRAL), ()))]
             image, target = dihedral(image, k, flip), dihedral(target, k, flip)

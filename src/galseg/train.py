@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from galseg import TARGETS, THRESHOLDS, GalsegError, __version__
-from galseg.dataset import ArmDataset, open_dataset
+from galseg.dataset import NOISE, ArmDataset, open_dataset
 from galseg.io import (
     atomic_path,
     atomic_write_bytes,
@@ -70,6 +70,7 @@ class TrainConfig:
     loader_workers: int | None = None  # None: 1 on CPU (augmenting beside the net), 4 on CUDA
     precision: str = "auto"  # bf16 autocast (float32 master weights) on CUDA and native-bf16 CPUs
     target: str = "spiral"  # "spiral", "bar", or "both" (one multi network, a head per structure)
+    noise: float = NOISE  # largest sky noise the augmentation adds (share of the image's range)
 
     def __post_init__(self) -> None:
         self.thresholds = tuple(int(t) for t in self.thresholds)
@@ -92,6 +93,8 @@ class TrainConfig:
             raise GalsegError(f"--steps-per-epoch {self.steps_per_epoch}: must be at least 1")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise GalsegError(f"--lr {self.lr}: must be a finite number above 0")
+        if not (math.isfinite(self.noise) and 0 <= self.noise <= 1):
+            raise GalsegError(f"--noise {self.noise}: a share of the image's range, from 0 to 1")
         if self.select_on not in SELECTION_SPLITS:
             raise GalsegError(f"--select-on {self.select_on!r}: choose validation or test")
         for thresholds in self.units().values():
@@ -345,7 +348,8 @@ def train(
             for k, v in asdict(config).items()
             if k not in ("epochs", "device", "loader_workers", "precision")
         }
-        saved = {"target": "spiral", **saved}  # runs from before bars segmented arms
+        # runs from before bars segmented arms; runs from before --noise added up to 0.08
+        saved = {"target": "spiral", "noise": 0.08, **saved}
         theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in mine}
         if mine != theirs:
             differ = sorted(k for k in mine if mine[k] != theirs.get(k))
@@ -442,7 +446,14 @@ def _train_unit(
         )
     structures = config.structures
     train_set = _shard(
-        ArmDataset(data, split="train", threshold=None, augment=config.augment, structures=structures),
+        ArmDataset(
+            data,
+            split="train",
+            threshold=None,
+            augment=config.augment,
+            structures=structures,
+            noise=config.noise,
+        ),
         runtime,
         equal=True,
     )
