@@ -47,7 +47,7 @@ def test_report_has_every_section(demo):
 
 
 def test_the_network_learns_and_is_compared_with_the_baseline(demo):
-    """Three quick epochs on 120 small galaxies teach the network where arms and bars are likely,
+    """Five quick epochs on 120 small galaxies teach the network where arms and bars are likely,
     not yet masks at th=3 (the full demo's comparison): its validation loss (arms and bar summed)
     must beat the best loss of a network blind to the image, and keep falling; the baseline
     comparison must be made."""
@@ -60,7 +60,8 @@ def test_the_network_learns_and_is_compared_with_the_baseline(demo):
     ]
     # the best a network blind to the image can do: each threshold's share, everywhere
     blind = sum(-(p * np.log(p) + (1 - p) * np.log(1 - p)) for p in shares if 0 < p < 1)
-    assert min(h["eval_loss"] for h in history) < 0.98 * blind  # 0.95 here
+    # 0.87-0.89 here in bf16 and float32; three epochs reached 0.98-1.03 on a native-bf16 CPU
+    assert min(h["eval_loss"] for h in history) < 0.98 * blind
     assert history[-1]["eval_loss"] < history[0]["eval_loss"]
     baseline = json.loads((demo / "demo.json").read_text())["baseline"]
     assert baseline["galaxies"] >= 3 and 0 <= baseline["model_jaccard"] <= 1

@@ -67,7 +67,7 @@ class DemoSettings:
 
     @classmethod
     def quick(cls, **overrides) -> DemoSettings:
-        return cls(**{"n": 160, "galaxy_size": 256, "size": 64, "epochs": 3, "batch_size": 8, **overrides})
+        return cls(**{"n": 160, "galaxy_size": 256, "size": 64, "epochs": 5, "batch_size": 8, **overrides})
 
 
 def baseline_masks(images: np.ndarray) -> np.ndarray:
