@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from galseg.arms import DiscGeometry, disc_geometry, measure_arms
+from galseg.bars import angle_difference_deg
 from galseg.dataset import open_dataset
 from galseg.gz3d import read_gz3d, volunteer_hints
 from galseg.inference import load
@@ -61,6 +62,12 @@ def summarise(rows: list[dict], source: str) -> dict:
         "mode_accuracy_spirals": _share_right(mode_n, truth_n, spirals),
         "mode_accuracy_drawn": _share_right(mode_n, truth_n, drawn),
         "chirality_accuracy": float(np.mean(chirality)) if chirality.size else np.nan,
+        "median_axis_ratio_error": float(
+            np.median(np.array([r[f"{source}_axis_ratio_error"] for r in rows])[spirals])
+        ),
+        "median_angle_error_deg": float(
+            np.median(np.array([r[f"{source}_angle_error"] for r in rows])[spirals])
+        ),
         "centre_within_5px": float(
             np.mean(np.array([r[f"{source}_centre_error"] for r in rows])[spirals] <= 5)
         ),
@@ -120,6 +127,12 @@ def main() -> None:
                         f"{source}, {how}_centre_error": float(
                             np.hypot(geometry.x - truth.centre_x, geometry.y - truth.centre_y)
                         ),
+                        f"{source}, {how}_axis_ratio_error": abs(geometry.axis_ratio - truth.axis_ratio),
+                        f"{source}, {how}_angle_error": float(
+                            angle_difference_deg(
+                                np.degrees(geometry.position_angle), truth.position_angle_deg
+                            )
+                        ),
                     }
                 )
         rows.append(record)
@@ -132,16 +145,18 @@ def main() -> None:
     print(
         "| mask, geometry | spirals (mask drawn, arms found) | median abs pitch error | "
         "count right, segments (all / spirals / drawn) | count right, Fourier mode (spirals / drawn) | "
-        "winding accuracy | centre within 5 px |"
+        "winding accuracy | centre within 5 px | median axis-ratio / angle error |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for source, r in results.items():
         print(
             f"| {source} | {r['spirals']} ({r['spirals_drawn']}, {r['spirals_with_arms_found']}) | "
             f"{r['median_abs_pitch_error_deg']:.1f} deg"
             f" | {r['arm_count_accuracy']:.2f} / {r['arm_count_accuracy_spirals']:.2f} / "
             f"{r['arm_count_accuracy_drawn']:.2f} | {r['mode_accuracy_spirals']:.2f} / "
-            f"{r['mode_accuracy_drawn']:.2f} | {r['chirality_accuracy']:.2f} | {r['centre_within_5px']:.2f} |"
+            f"{r['mode_accuracy_drawn']:.2f} | {r['chirality_accuracy']:.2f} | "
+            f"{r['centre_within_5px']:.2f} | {r['median_axis_ratio_error']:.3f} / "
+            f"{r['median_angle_error_deg']:.1f} deg |"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))

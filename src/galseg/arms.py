@@ -287,7 +287,7 @@ def fit_disc_shape(
 
     Why: arms, bars and the bulge shape every isophote, so their moments miss the disc's axis
     ratio by a median 0.09 and its angle by 6.6 deg (115 synthetic spirals of seed 5, centre from
-    the clicks); this fit, by 0.036 and 2.5 deg, which halved the pitch error after deprojection
+    the clicks); this fit, by 0.029 and 2.3 deg, which halved the pitch error after deprojection
     (``benchmarks/bench_arms.py``). None if it fails.
     """
     h, w = light.shape
