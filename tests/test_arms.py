@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from galseg.arms import DiscGeometry, disc_geometry, label_components, measure_arms, spiral_curve
+from galseg.bars import angle_difference_deg
 from galseg.gz3d import rasterise_outlines
 
 SIZE = 256
@@ -175,8 +176,8 @@ def test_the_disc_fit_sees_through_arms_and_bar(q, pa):
     image = barred_spiral_image(q, pa)
 
     def errors(geometry):
-        angle = abs((geometry.position_angle - pa + np.pi / 2) % np.pi - np.pi / 2)
-        return abs(geometry.axis_ratio - q), np.degrees(angle)
+        angle = angle_difference_deg(np.degrees(geometry.position_angle), np.degrees(pa))
+        return abs(geometry.axis_ratio - q), float(angle)
 
     fitted = errors(disc_geometry(image))  # centre, axis ratio and angle all measured
     isophote = errors(disc_geometry(image, fit=False))

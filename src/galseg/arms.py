@@ -307,9 +307,7 @@ def fit_disc_shape(
 
     def model(p: np.ndarray) -> np.ndarray:
         e1, e2, log_disc, log_scale, log_bulge, log_bulge_scale, bulge_q = p
-        e = min(float(np.hypot(e1, e2)), 0.95)
-        phi = 0.5 * np.arctan2(e2, e1)
-        q = (1 - e) / (1 + e)
+        q, phi = _axis_ratio_and_angle(e1, e2)
         c, s = np.cos(phi), np.sin(phi)
         major, minor = x * c + y * s, (-x * s + y * c) / q
         disc = np.exp(log_disc - np.hypot(major, minor) / np.exp(log_scale))
@@ -336,9 +334,16 @@ def fit_disc_shape(
         return None
     if not np.all(np.isfinite(result.x)):
         return None
-    e1, e2 = result.x[:2]
+    q, phi = _axis_ratio_and_angle(*result.x[:2])
+    return q, phi % np.pi
+
+
+def _axis_ratio_and_angle(e1: float, e2: float) -> tuple[float, float]:
+    """(b/a, major-axis angle) of the ellipticity (e1, e2) = e (cos 2phi, sin 2phi) with
+    e = (1 - q) / (1 + q): the fit's parameters, free of the angle's wrap at 180 degrees
+    (e capped at 0.95, so q >= 0.026)."""
     e = min(float(np.hypot(e1, e2)), 0.95)
-    return float((1 - e) / (1 + e)), float(0.5 * np.arctan2(e2, e1) % np.pi)
+    return (1 - e) / (1 + e), float(0.5 * np.arctan2(e2, e1))
 
 
 def geometry_and_light(
