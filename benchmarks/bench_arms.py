@@ -10,6 +10,8 @@ Grand-design spirals only for pitch and count (a flocculent galaxy has no single
 - arm-count accuracy: measured count equals the true count, over all galaxies (0 for arm-less),
   over the spirals, and over the spirals whose mask marks anything; for the segments found and
   for the mask's dominant Fourier mode (``ArmSummary.mode``);
+- the drawn masks that hold every one of the generator's arms, and how often the Fourier mode
+  equals the number of arms the mask holds (the count a perfect measurer could give);
 - chirality accuracy: over spirals where a chirality was measured.
 
 A last row measures with the generator's own geometry, for scale only: no user has it.
@@ -24,6 +26,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from galseg.arms import DiscGeometry, disc_geometry, measure_arms
 from galseg.bars import angle_difference_deg
@@ -38,6 +41,22 @@ def _share_right(measured: np.ndarray, truth: np.ndarray, where: np.ndarray) -> 
     return float(np.mean(measured[where] == truth[where])) if where.any() else np.nan
 
 
+def arms_in_mask(truth, mask: np.ndarray, reach_px: float = 3.0) -> int:
+    """How many of the generator's arms the mask actually holds: an arm counts when most of its
+    ridge, from its start out over 1.6 scale lengths (the shortest arm the generator makes), lies
+    within ``reach_px`` of the mask. A measurer can count no more arms than were drawn."""
+    if not truth.n_arms or not mask.any():
+        return 0
+    near = ndimage.distance_transform_edt(~mask) <= reach_px
+    radii = np.geomspace(truth.arm_start_px, truth.arm_start_px + 1.6 * truth.scale_length_px, 24)
+    held = 0
+    for arm in range(truth.n_arms):
+        x, y = np.round(truth.ridge_xy(arm, radii)).astype(int).T
+        inside = (x >= 0) & (y >= 0) & (x < mask.shape[1]) & (y < mask.shape[0])
+        held += bool(inside.any() and near[y[inside], x[inside]].mean() >= 0.5)
+    return held
+
+
 def summarise(rows: list[dict], source: str) -> dict:
     rows = [r for r in rows if r["kind"] != "flocculent"]
     truth_n = np.array([r["true_n"] for r in rows])
@@ -46,6 +65,7 @@ def summarise(rows: list[dict], source: str) -> dict:
     found = spirals & (found_n > 0)
     mode_n = np.array([r[f"{source}_mode"] for r in rows])
     drawn = spirals & np.array([r[f"{source}_drawn"] for r in rows])
+    held = np.array([r[f"{source}_held"] for r in rows])
     pitch_error = np.abs(np.array([r[f"{source}_pitch"] - r["true_pitch"] for r in rows]))[found]
     chirality = np.array([r[f"{source}_chirality"] == r["true_chirality"] for r in rows])[found]
     return {
@@ -61,6 +81,8 @@ def summarise(rows: list[dict], source: str) -> dict:
         "spirals_drawn": int(drawn.sum()),
         "mode_accuracy_spirals": _share_right(mode_n, truth_n, spirals),
         "mode_accuracy_drawn": _share_right(mode_n, truth_n, drawn),
+        "all_arms_in_mask_drawn": float(np.mean(held[drawn] == truth_n[drawn])) if drawn.any() else np.nan,
+        "mode_accuracy_vs_arms_in_mask": _share_right(mode_n, held, drawn & (held > 0)),
         "chirality_accuracy": float(np.mean(chirality)) if chirality.size else np.nan,
         "median_axis_ratio_error": float(
             np.median(np.array([r[f"{source}_axis_ratio_error"] for r in rows])[spirals])
@@ -114,6 +136,7 @@ def main() -> None:
                 truth.centre_x, truth.centre_y, truth.axis_ratio, np.radians(truth.position_angle_deg) % np.pi
             ),
         }
+        held = {source: arms_in_mask(truth, mask) for source, mask in masks.items()}
         for source, mask in masks.items():
             for how, geometry in geometries.items():
                 _, summary = measure_arms(mask, galaxy.image, geometry=geometry)
@@ -124,6 +147,7 @@ def main() -> None:
                         f"{source}, {how}_chirality": summary.chirality,
                         f"{source}, {how}_mode": summary.mode,
                         f"{source}, {how}_drawn": bool(mask.any()),
+                        f"{source}, {how}_held": held[source],
                         f"{source}, {how}_centre_error": float(
                             np.hypot(geometry.x - truth.centre_x, geometry.y - truth.centre_y)
                         ),
@@ -145,16 +169,18 @@ def main() -> None:
     print(
         "| mask, geometry | spirals (mask drawn, arms found) | median abs pitch error | "
         "count right, segments (all / spirals / drawn) | count right, Fourier mode (spirals / drawn) | "
+        "drawn masks holding every arm | Fourier mode = arms the mask holds | "
         "winding accuracy | centre within 5 px | median axis-ratio / angle error |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for source, r in results.items():
         print(
             f"| {source} | {r['spirals']} ({r['spirals_drawn']}, {r['spirals_with_arms_found']}) | "
             f"{r['median_abs_pitch_error_deg']:.1f} deg"
             f" | {r['arm_count_accuracy']:.2f} / {r['arm_count_accuracy_spirals']:.2f} / "
             f"{r['arm_count_accuracy_drawn']:.2f} | {r['mode_accuracy_spirals']:.2f} / "
-            f"{r['mode_accuracy_drawn']:.2f} | {r['chirality_accuracy']:.2f} | "
+            f"{r['mode_accuracy_drawn']:.2f} | {r['all_arms_in_mask_drawn']:.2f} | "
+            f"{r['mode_accuracy_vs_arms_in_mask']:.2f} | {r['chirality_accuracy']:.2f} | "
             f"{r['centre_within_5px']:.2f} | {r['median_axis_ratio_error']:.3f} / "
             f"{r['median_angle_error_deg']:.1f} deg |"
         )

@@ -94,7 +94,8 @@ def train_one(args: argparse.Namespace, name: str, overrides: dict) -> None:
             "train_loss": state.history[-1]["train_loss"],
             "real": {
                 int(r["TH"]): {
-                    k: float(r[k]) for k in ("RECALL", "PRECISION", "SPIRALS_WITH_ARMS", "SMOOTH_WITH_ARMS")
+                    k: float(r[k])
+                    for k in ("RECALL", "PRECISION", "ARM_AUC", "SPIRALS_WITH_ARMS", "SMOOTH_WITH_ARMS")
                 }
                 for r in summary
             },
@@ -118,7 +119,7 @@ def report(out: Path) -> None:
         seen[(line["recipe"], line["epoch"])] = line
     rows = sorted(seen.values(), key=lambda r: (r["recipe"], r["epoch"]))
     head = " | ".join(
-        f"th={t} recall / precision | th={t} spirals / smooth with arms" for t in SHOWN_THRESHOLDS
+        f"th={t} recall / precision / arm AUC | th={t} spirals / smooth with arms" for t in SHOWN_THRESHOLDS
     )
     print(f"| recipe | epoch | synthetic val loss | {head} |")
     print("| --- | ---: | ---: |" + " --- | --- |" * len(SHOWN_THRESHOLDS))
@@ -131,7 +132,7 @@ def report(out: Path) -> None:
         cells = []
         for t in SHOWN_THRESHOLDS:
             q = r["real"][str(t)]
-            cells.append(f"{q['RECALL']:.2f} / {q['PRECISION']:.2f}")
+            cells.append(f"{q['RECALL']:.2f} / {q['PRECISION']:.2f} / {q.get('ARM_AUC', float('nan')):.2f}")
             cells.append(f"{100 * q['SPIRALS_WITH_ARMS']:.0f}% / {100 * q['SMOOTH_WITH_ARMS']:.0f}%")
         print(f"| {r['recipe']} | {r['epoch']}{mark} | {r['val_loss']:.4f} | " + " | ".join(cells) + " |")
 

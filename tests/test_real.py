@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from galseg.evaluate import evaluate_real, real_galaxies
+from galseg.evaluate import arm_auc, evaluate_real, real_galaxies
 from galseg.metrics import real_markdown, real_summary
 
 SIZE = 96
@@ -101,3 +101,22 @@ def test_a_perfect_mask_scores_one_and_a_shifted_one_scores_by_the_tolerance(rea
         "SPIRALS_WITH_ARMS"
     ] == pytest.approx(1.0)
     assert "| 3 | 1.00 / 1.00 | 1.00 / 1.00 |" in real_markdown(perfect)
+
+
+def test_arm_auc_ranks_arm_pixels_against_the_disc_between_them():
+    """An L-shaped arm: a map bright on the arm ranks it above the disc inside the L's hull (1),
+    one bright off the arm below it (0), a flat map or a whole-galaxy glow at chance (sky outside
+    the hull does not count); a straight arm has no 'between'."""
+    reference = np.zeros((64, 64), bool)
+    reference[10:50, 10:13] = True
+    reference[47:50, 10:50] = True
+    yy, xx = np.mgrid[:64, :64]
+    on_arm = reference.astype(float)
+    glow = np.where((xx < 52) & (yy < 52), 0.8, 0.0)  # the whole galaxy bright, sky dark
+    assert arm_auc(on_arm, reference, 3) == pytest.approx(1.0)
+    assert arm_auc(1.0 - on_arm, reference, 3) == pytest.approx(0.0)
+    assert arm_auc(np.full((64, 64), 0.3), reference, 3) == pytest.approx(0.5)
+    assert arm_auc(glow, reference, 3) == pytest.approx(0.5)
+    straight = np.zeros((64, 64), bool)
+    straight[10:50, 30:33] = True
+    assert np.isnan(arm_auc(on_arm, straight, 3))

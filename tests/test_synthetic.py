@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from galseg.gz3d import find_gz3d_files, read_gz3d, votes_from_paths
-from galseg.synthetic import synthesize, truth_from_metadata, write_synthetic
+from galseg.synthetic import ENGAGEMENT_HALF, _engagement, synthesize, truth_from_metadata, write_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,18 @@ def test_about_a_quarter_of_galaxies_have_arm_pixels(sample):
     # volunteers as they are: on some spirals few draw, on others nearly all
     drawers = [sum(1 for p in g.spiral_outlines() if p) / g.n_classifications for g, t in sample if t.n_arms]
     assert np.percentile(drawers, 10) < 0.3 and np.percentile(drawers, 90) > 0.6
+
+
+def test_more_volunteers_draw_where_arms_stand_out():
+    """The share who draw follows the arms' visibility, with a wide spread at any one visibility;
+    nobody draws arms that are not there."""
+    rng = np.random.default_rng(0)
+    faint, median, bright = (
+        np.array([_engagement(rng, ENGAGEMENT_HALF * f) for _ in range(500)]) for f in (0.2, 1.0, 5.0)
+    )
+    assert faint.mean() < 0.2 and 0.35 < median.mean() < 0.65 and bright.mean() > 0.8
+    assert np.mean(median < 0.3) > 0.1 and np.mean(median > 0.7) > 0.1
+    assert _engagement(rng, 0.0) < 1e-12
 
 
 def test_about_15_volunteers_and_metadata_agrees(sample):

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table, vstack
 from scipy import ndimage
+from scipy.stats import mannwhitneyu
+from skimage.morphology import convex_hull_image
 
 from galseg import THRESHOLDS, GalsegError, __version__
 from galseg.arms import geometry_and_light, measure_arms
@@ -365,10 +367,26 @@ def _near(mask: np.ndarray, reference: np.ndarray, tolerance: float) -> tuple[in
     )
 
 
+def arm_auc(probability: np.ndarray, reference: np.ndarray, tolerance: float) -> float:
+    """How well a probability map ranks the reference's arm pixels above the disc between them,
+    whatever its cut-off: the ROC area of the arm pixels against the pixels inside the arms'
+    convex hull farther than ``tolerance`` from any arm (0.5: no better than chance, 1: every arm
+    pixel above every inter-arm pixel). Sky and the galaxy's outskirts are left out, where any
+    map brighter on the galaxy would score high. NaN where the hull holds no inter-arm pixel."""
+    if not reference.any():
+        return np.nan
+    between = convex_hull_image(reference) & (ndimage.distance_transform_edt(~reference) > tolerance)
+    if not between.any():
+        return np.nan
+    arm, disc = probability[reference], probability[between]
+    return float(mannwhitneyu(arm, disc).statistic / (arm.size * disc.size))
+
+
 def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measure: bool = True) -> Table:
     """Predict every real cutout and score it: per galaxy and threshold, whether arms were found,
     and against SpArcFiRe's arm masks the matched pixels (within :data:`REAL_TOLERANCE_NET_PX`
-    network pixels), plus the measured pitch and winding beside SpArcFiRe's."""
+    network pixels) and the arm-over-disc ranking (:func:`arm_auc`), plus the measured pitch and
+    winding beside SpArcFiRe's."""
     predictor = predictor.only("spiral")  # the references are arms; a run's bar head is not scored
     rows = []
     for galaxy in real_galaxies(folder):
@@ -389,6 +407,7 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
                 "MATCHED_MASK_PX": -1,
                 "MATCHED_REF_PX": -1,
                 "REF_PX": -1,
+                "ARM_AUC": np.nan,
                 "PITCH_DEG": np.nan,
                 "CHIRALITY": "",
                 "REF_PITCH_DEG": galaxy.pitch_deg,
@@ -397,6 +416,7 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
             if reference is not None:
                 near = _near(mask, reference, tolerance)
                 row.update(MATCHED_MASK_PX=near[0], MATCHED_REF_PX=near[2], REF_PX=near[3])
+                row["ARM_AUC"] = arm_auc(probabilities[k], reference, tolerance)
             if measure and mask.any():
                 summary = measure_arms(mask, image, geometry=geometry, light=light)[1]
                 row.update(PITCH_DEG=summary.pitch_deg, CHIRALITY=summary.chirality)

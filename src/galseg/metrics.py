@@ -378,8 +378,9 @@ def human_reference_markdown(table: Table) -> str:
 
 def real_summary(per_galaxy: Table) -> Table:
     """Per threshold: arm recall and precision against SpArcFiRe (mean over its non-weak galaxies,
-    and pooled), share of Galaxy Zoo spirals and of smooth galaxies given arms, and pitch and
-    winding against SpArcFiRe where both measured."""
+    and pooled), the median arm-over-disc ranking (``ARM_AUC``, whatever the cut-off), share of
+    Galaxy Zoo spirals and of smooth galaxies given arms, and pitch and winding against SpArcFiRe
+    where both measured."""
     rows = []
     for th in sorted(set(per_galaxy["TH"])):
         t = per_galaxy[per_galaxy["TH"] == th]
@@ -396,6 +397,9 @@ def real_summary(per_galaxy: Table) -> Table:
                 "PRECISION": precision,
                 "POOLED_RECALL": float(ref["MATCHED_REF_PX"].sum() / max(ref["REF_PX"].sum(), 1)),
                 "POOLED_PRECISION": float(ref["MATCHED_MASK_PX"].sum() / max(ref["ARM_PIXELS"].sum(), 1)),
+                "ARM_AUC": float(np.nanmedian(ref["ARM_AUC"]))
+                if np.isfinite(np.asarray(ref["ARM_AUC"], float)).any()
+                else np.nan,
                 "N_SPIRAL": len(spirals),
                 "SPIRALS_WITH_ARMS": float(np.mean(spirals["HAS_ARMS"])) if len(spirals) else np.nan,
                 "N_SMOOTH": len(smooth),
@@ -425,14 +429,14 @@ def _mean_ratio(numerator, denominator) -> float:
 def real_markdown(summary: Table) -> str:
     """The real-image check as a Markdown table, one line per threshold."""
     lines = [
-        "| th | arm recall (mean / pooled) | arm precision (mean / pooled) | spirals with arms | "
-        "smooth with arms | median pitch error | winding agrees |",
-        "| ---: | --- | --- | --- | --- | --- | --- |",
+        "| th | arm recall (mean / pooled) | arm precision (mean / pooled) | arms above disc (AUC) | "
+        "spirals with arms | smooth with arms | median pitch error | winding agrees |",
+        "| ---: | --- | --- | ---: | --- | --- | --- | --- |",
     ]
     for r in summary:
         lines.append(
             f"| {r['TH']} | {r['RECALL']:.2f} / {r['POOLED_RECALL']:.2f} | "
-            f"{r['PRECISION']:.2f} / {r['POOLED_PRECISION']:.2f} | "
+            f"{r['PRECISION']:.2f} / {r['POOLED_PRECISION']:.2f} | {r['ARM_AUC']:.2f} | "
             f"{100 * r['SPIRALS_WITH_ARMS']:.0f}% of {r['N_SPIRAL']} | "
             f"{100 * r['SMOOTH_WITH_ARMS']:.0f}% of {r['N_SMOOTH']} | "
             f"{r['MEDIAN_PITCH_ERROR_DEG']:.1f} deg ({r['N_PITCH']}) | {100 * r['WINDING_AGREEMENT']:.0f}% |"

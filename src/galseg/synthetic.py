@@ -524,6 +524,25 @@ def _add_stars(
 # ----------------------------------------------------------------------------- volunteers
 
 
+ENGAGEMENT_HALF = 11.0
+"""Arm visibility (the brightest arm's light above the disc, in sky sigmas, times sqrt(q)) at which
+half the volunteers draw arms: about half draw on the median spiral (README's volunteer table)."""
+ENGAGEMENT_SLOPE = 1.9
+"""Logit of the drawing share per e-fold of visibility: a few volunteers draw on the faintest tenth
+of spirals, nearly all on the brightest tenth."""
+ENGAGEMENT_SCATTER = 0.8
+"""Logit scatter of the drawing share between galaxies of the same visibility (who happened to
+classify it, how it looked in the colour image)."""
+
+
+def _engagement(rng: np.random.Generator, visibility: float) -> float:
+    """Share of a galaxy's volunteers who draw arms: more where arms stand out, widely spread."""
+    if visibility <= 0:
+        return 0.0
+    logit = ENGAGEMENT_SLOPE * np.log(visibility / ENGAGEMENT_HALF) + rng.normal(0.0, ENGAGEMENT_SCATTER)
+    return float(1.0 / (1.0 + np.exp(-logit)))
+
+
 @dataclass
 class _Volunteers:
     """Draws each volunteer's outlines, as the Zooniverse drawing tool would have recorded them."""
@@ -543,11 +562,16 @@ class _Volunteers:
 
     def spiral_paths(self) -> list[list[np.ndarray]]:
         """Each volunteer's arm outlines. How many of the ~15 draw at all varies widely from galaxy
-        to galaxy (GZ:3D asked for arms only of those who saw a spiral); each drawer has their own
-        care (outline width, offset, wobble), depth (faintest arm seen) and skips some arms."""
+        to galaxy, and more of them draw where the arms stand out (GZ:3D asked for arms only of
+        those who saw a spiral, and people see what stands out); each drawer has their own care
+        (outline width, offset, wobble), depth (faintest arm seen) and skips some arms."""
         rng, arms = self.rng, self.arms
         false_rate = {"smooth_disc": 0.004, "edge_on": 0.002, "irregular": 0.015}.get(self.kind, 0.0007)
-        engagement = rng.beta(2.0, 1.6)  # share of volunteers who draw arms on this galaxy
+        peaks = np.zeros(0)
+        if arms is not None:  # each arm's light above the disc at its start, in sky sigmas, seen at q
+            peaks = arms.amplitude * self.disc_i0 * np.exp(-arms.r_in / (1.3 * self.scale_length))
+            peaks = peaks * self.geometry.q**0.5
+        engagement = _engagement(rng, float(peaks.max()) if peaks.size else 0.0)
         drawings = []
         for _ in range(self.n):
             paths: list[np.ndarray] = []
@@ -557,10 +581,7 @@ class _Volunteers:
             skip = rng.uniform(0.0, 0.35)  # arms this volunteer leaves out though they see them
             if arms is not None and draws:
                 for k in range(arms.n):
-                    peak = (
-                        self.disc_i0 * arms.amplitude[k] * np.exp(-arms.r_in[k] / (1.3 * self.scale_length))
-                    )
-                    p_see = 1.0 / (1.0 + np.exp(-(peak * self.geometry.q**0.5 - limit)))
+                    p_see = 1.0 / (1.0 + np.exp(-(peaks[k] - limit)))
                     if rng.random() > p_see * (1 - skip):
                         continue
                     # arm visible out to where its light falls to the volunteer's limit
