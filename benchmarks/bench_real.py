@@ -2,7 +2,8 @@
 
 Runs a trained run (default: the model shipped with galseg) on the real SDSS and DECaLS cutouts
 of ``shared/real`` (never used for training) and prints, per threshold: arm recall and precision
-against SpArcFiRe's arm masks (a pixel matches within 3 network pixels), the share of Galaxy Zoo
+against SpArcFiRe's arm masks (a pixel matches within 3 network pixels), how well the
+probabilities rank those arms above the disc between them (``ARM_AUC``), the share of Galaxy Zoo
 spirals and of smooth galaxies given arms, and pitch and winding against SpArcFiRe; then the
 run's synthetic Table 1 (if evaluated) beside it; once per zoom setting (``galseg predict
 --zoom``). Writes ``real_check_zoomZ.ecsv`` and a figure.
