@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from galseg.evaluate import arm_auc, evaluate_real, real_galaxies
+from galseg.evaluate import arm_auc, evaluate_real, inter_arm_disc, real_galaxies
 from galseg.metrics import real_markdown, real_summary
 
 SIZE = 96
@@ -113,10 +113,11 @@ def test_arm_auc_ranks_arm_pixels_against_the_disc_between_them():
     yy, xx = np.mgrid[:64, :64]
     on_arm = reference.astype(float)
     glow = np.where((xx < 52) & (yy < 52), 0.8, 0.0)  # the whole galaxy bright, sky dark
-    assert arm_auc(on_arm, reference, 3) == pytest.approx(1.0)
-    assert arm_auc(1.0 - on_arm, reference, 3) == pytest.approx(0.0)
-    assert arm_auc(np.full((64, 64), 0.3), reference, 3) == pytest.approx(0.5)
-    assert arm_auc(glow, reference, 3) == pytest.approx(0.5)
+    between = inter_arm_disc(reference, 3)
+    assert arm_auc(on_arm, reference, between) == pytest.approx(1.0)
+    assert arm_auc(1.0 - on_arm, reference, between) == pytest.approx(0.0)
+    assert arm_auc(np.full((64, 64), 0.3), reference, between) == pytest.approx(0.5)
+    assert arm_auc(glow, reference, between) == pytest.approx(0.5)
     straight = np.zeros((64, 64), bool)
     straight[10:50, 30:33] = True
-    assert np.isnan(arm_auc(on_arm, straight, 3))
+    assert np.isnan(arm_auc(on_arm, straight, inter_arm_disc(straight, 3)))

@@ -367,16 +367,21 @@ def _near(mask: np.ndarray, reference: np.ndarray, tolerance: float) -> tuple[in
     )
 
 
-def arm_auc(probability: np.ndarray, reference: np.ndarray, tolerance: float) -> float:
-    """How well a probability map ranks the reference's arm pixels above the disc between them,
-    whatever its cut-off: the ROC area of the arm pixels against the pixels inside the arms'
-    convex hull farther than ``tolerance`` from any arm (0.5: no better than chance, 1: every arm
-    pixel above every inter-arm pixel). Sky and the galaxy's outskirts are left out, where any
-    map brighter on the galaxy would score high. NaN where the hull holds no inter-arm pixel."""
+def inter_arm_disc(reference: np.ndarray, tolerance: float) -> np.ndarray:
+    """The disc between a reference's arms: pixels inside the arms' convex hull farther than
+    ``tolerance`` from any arm. Sky and the galaxy's outskirts are left out, where any map
+    brighter on the galaxy would rank below the arms."""
     if not reference.any():
-        return np.nan
-    between = convex_hull_image(reference) & (ndimage.distance_transform_edt(~reference) > tolerance)
-    if not between.any():
+        return np.zeros_like(reference)
+    return convex_hull_image(reference) & (ndimage.distance_transform_edt(~reference) > tolerance)
+
+
+def arm_auc(probability: np.ndarray, reference: np.ndarray, between: np.ndarray) -> float:
+    """How well a probability map ranks the reference's arm pixels above the disc between them
+    (``between``: :func:`inter_arm_disc`), whatever its cut-off: the ROC area of the arm pixels
+    against those (0.5: no better than chance, 1: every arm pixel above every inter-arm pixel).
+    NaN where either set is empty."""
+    if not reference.any() or not between.any():
         return np.nan
     arm, disc = probability[reference], probability[between]
     return float(mannwhitneyu(arm, disc).statistic / (arm.size * disc.size))
@@ -396,6 +401,7 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
             geometry, light = geometry_and_light(image)
         reference = np.asarray(read_picture(galaxy.arm_mask))[..., 0] > 127 if galaxy.arm_mask else None
         tolerance = REAL_TOLERANCE_NET_PX * max(image.shape[:2]) / predictor.size
+        between = inter_arm_disc(reference, tolerance) if reference is not None else None
         for k, th in enumerate(predictor.thresholds):
             mask = probabilities[k] > 0.5
             row = {
@@ -416,7 +422,7 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
             if reference is not None:
                 near = _near(mask, reference, tolerance)
                 row.update(MATCHED_MASK_PX=near[0], MATCHED_REF_PX=near[2], REF_PX=near[3])
-                row["ARM_AUC"] = arm_auc(probabilities[k], reference, tolerance)
+                row["ARM_AUC"] = arm_auc(probabilities[k], reference, between)
             if measure and mask.any():
                 summary = measure_arms(mask, image, geometry=geometry, light=light)[1]
                 row.update(PITCH_DEG=summary.pitch_deg, CHIRALITY=summary.chirality)
