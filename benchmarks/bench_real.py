@@ -6,22 +6,24 @@ against SpArcFiRe's arm masks (a pixel matches within 3 network pixels), how wel
 probabilities rank those arms above the disc between them (``ARM_AUC``), the share of Galaxy Zoo
 spirals and of smooth galaxies given arms, and pitch and winding against SpArcFiRe; then the
 run's synthetic Table 1 (if evaluated) beside it; once per zoom setting (``galseg predict
---zoom``). Writes ``real_check_zoomZ.ecsv`` and a figure.
+--zoom``) and probability cut-off (``galseg predict --cut``: 0.5 as trained, and
+``inference.REAL_CUT`` for real images). Writes ``real_check_zoomZ_cutC.ecsv`` and a figure.
 
-    python benchmarks/bench_real.py [--run RUN] [--real ../shared/real] [--zooms 1 1,0.6]
+    python benchmarks/bench_real.py [--run RUN] [--real ../shared/real] [--zooms 1 1,0.6] [--cuts 0.5 0.2]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from astropy.table import Table
 
 from galseg import GalsegError
 from galseg.evaluate import evaluate_real, real_examples
-from galseg.inference import load
+from galseg.inference import CUT, REAL_CUT, check_cut, load
 from galseg.metrics import real_markdown, real_summary
 from galseg.plots import real_galaxies_figure
 from galseg.ready import ready_run
@@ -43,23 +45,35 @@ def main() -> None:
         help="zoom settings compared side by side (galseg predict --zoom): the image as given, and "
         "with its middle 60%% predicted larger too",
     )
+    parser.add_argument(
+        "--cuts",
+        nargs="+",
+        type=float,
+        default=[CUT, REAL_CUT],
+        help="probability cut-offs compared side by side (galseg predict --cut)",
+    )
     args = parser.parse_args()
     try:
         run = args.run or ready_run()
+        cuts = [check_cut(c) for c in args.cuts]
     except GalsegError as exc:
         raise SystemExit(f"galseg: error: {exc}") from None
     print(f"run {run}")
     for setting in args.zooms:
         zooms = tuple(float(z) for z in setting.split(","))
-        predictor = load(run, device="cpu", zooms=zooms)
-        start = time.perf_counter()
-        per_galaxy = evaluate_real(predictor, args.real)
-        seconds = time.perf_counter() - start
-        args.out.mkdir(parents=True, exist_ok=True)
-        per_galaxy.write(args.out / f"real_check_zoom{setting}.ecsv", format="ascii.ecsv", overwrite=True)
-        count = len(set(per_galaxy["NAME"]))
-        print(f"\nReal galaxies (shared/real), --zoom {setting}: {count} in {seconds:.1f} s")
-        print(real_markdown(real_summary(per_galaxy)))
+        for cut in cuts:
+            predictor = replace(load(run, device="cpu", zooms=zooms), cut=cut)
+            start = time.perf_counter()
+            per_galaxy = evaluate_real(predictor, args.real)
+            seconds = time.perf_counter() - start
+            args.out.mkdir(parents=True, exist_ok=True)
+            name = f"real_check_zoom{setting}_cut{cut:g}.ecsv"
+            per_galaxy.write(args.out / name, format="ascii.ecsv", overwrite=True)
+            count = len(set(per_galaxy["NAME"]))
+            print(
+                f"\nReal galaxies (shared/real), --zoom {setting} --cut {cut:g}: {count} in {seconds:.1f} s"
+            )
+            print(real_markdown(real_summary(per_galaxy)))
     table1 = Path(run) / "evaluation" / "table1.ecsv"
     if table1.is_file():
         t = Table.read(table1)
@@ -72,7 +86,7 @@ def main() -> None:
                 f"over {row['N_BOTH_ARMS']} galaxies"
             )
     figure = real_galaxies_figure(**real_examples(predictor, args.real), path=args.out / "real_galaxies.png")
-    print(f"(the figure shows --zoom {args.zooms[-1]})")
+    print(f"(the figure shows --zoom {args.zooms[-1]} --cut {cuts[-1]:g})")
     print(f"\nfigure: {figure}")
 
 

@@ -100,6 +100,31 @@ def test_the_disc_geometry_comes_from_the_light():
     assert 0 < found.semi_major_px < image.shape[0] / 2  # the isophote's extent, inside the frame
 
 
+def test_the_centre_is_the_bulge_not_a_star_beside_it_nor_an_arm_knot():
+    """A compact bulge, knots along an arm and a bright foreground star 37 px away, all seen
+    through the same PSF. The star's wings outlast its masked core; a compact bulge is itself
+    masked as a star. The centre is searched on the light with every compact core opened away,
+    among its peaks only: the bulge's broad base still stands highest near the middle (before,
+    the star's wings won, 33 px off)."""
+    from scipy import ndimage
+
+    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(float)
+    cx, cy = 133.0, 124.0
+    r = np.hypot(x - cx, y - cy)
+    flux = 40 * np.exp(-r / 30) + 400 * np.exp(-0.5 * (r / 3) ** 2)  # disc and compact bulge
+    for k in range(5):
+        angle, radius = 0.6 + 0.35 * k, 22 + 4 * k
+        kx, ky = cx + radius * np.cos(angle), cy - radius * np.sin(angle)
+        flux += 60 * np.exp(-0.5 * ((x - kx) ** 2 + (y - ky) ** 2) / 4.0**2)
+    star = np.hypot(x - 160, y - 150)
+    flux += 30000 * np.exp(-0.5 * star**2) + 300 * (1 + (star / 8) ** 2) ** -1.5
+    flux = ndimage.gaussian_filter(flux, 2.5) + np.random.default_rng(0).normal(0, 1, flux.shape)
+    stretched = 255 * np.arcsinh(np.clip(flux, 0, None) / 3) / np.arcsinh(200)
+    image = np.clip(stretched, 0, 255).astype(np.uint8)
+    found = disc_geometry(image, fit=False)
+    assert np.hypot(found.x - cx, found.y - cy) < 3
+
+
 def test_wide_smoothing_on_a_binned_copy_matches_the_full_gaussian():
     from scipy import ndimage
 

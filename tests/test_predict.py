@@ -10,6 +10,7 @@ import torch
 from astropy.io import fits
 from astropy.table import Table
 
+from galseg import GalsegError
 from galseg.cli import main
 from galseg.gz3d import find_gz3d_files, make_wcs, read_gz3d, wcs_header
 from galseg.inference import load
@@ -253,3 +254,32 @@ def test_predict_with_zooms_writes_masks_on_the_input_grid(trained_run, gz3d_dir
     assert main([*argv, "--zoom", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--zoom" in err and len(err.splitlines()) == 1
+
+
+def test_a_lower_cut_marks_every_pixel_above_it_and_says_so(trained_run, gz3d_dir, tmp_path, capsys):
+    """``--cut``: the masks, the catalogue's arm pixels and the file's header follow the chosen
+    probability cut-off; the probabilities themselves are the same. (The tiny test network is
+    unsure everywhere: the cut is its median probability, which 0.5 never reaches.)"""
+    path = find_gz3d_files(gz3d_dir)[0]
+    expected = load(trained_run, device="cpu").predict_image(read_gz3d(path).image)
+    low = round(float(np.median(expected)), 6)
+    assert 0 < low < 0.5
+    argv = ["predict", str(trained_run), str(path), "--workers", "0", "--no-measure"]
+    assert main([*argv, "--out", str(tmp_path / "trained")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "low"), "--cut", str(low)]) == 0
+    pixels = {}
+    for name, cut in (("trained", 0.5), ("low", low)):
+        catalogue = read_catalogue(tmp_path / name / "catalogue.ecsv")
+        pixels[name] = np.asarray(catalogue["ARM_PIXELS"])
+        with fits.open(tmp_path / name / catalogue["OUTPUT"][0]) as hdul:
+            np.testing.assert_allclose(hdul["PROB"].data / 255, expected, atol=1 / 255 + 1e-6)
+            for k, th in enumerate(range(1, 7)):
+                mask = hdul[f"MASK_TH{th}"]
+                assert mask.header["CUT"] == pytest.approx(cut)
+                assert np.mean(mask.data.astype(bool) == (expected[k] > cut)) > 0.999
+    assert (pixels["low"] >= pixels["trained"]).all() and (pixels["low"] > pixels["trained"]).any()
+    assert main([*argv, "--out", str(tmp_path / "bad"), "--cut", "1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--cut" in err and len(err.splitlines()) == 1
+    with pytest.raises(GalsegError, match="--cut"):
+        load(trained_run, device="cpu", cut=0.0)

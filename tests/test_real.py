@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from galseg.evaluate import arm_auc, evaluate_real, inter_arm_disc, real_galaxies
+from galseg.inference import CUT
 from galseg.metrics import real_markdown, real_summary
 
 SIZE = 96
@@ -61,13 +62,15 @@ class Oracle:
     blob: bool = False
     thresholds: tuple[int, ...] = (1, 3)
     size: int = 32
+    cut: float = CUT
+    level: float = 1.0  # the probability it gives the pixels it marks
 
     def predict_image(self, image: np.ndarray) -> np.ndarray:
         grey = image[0, 0, 0] == 40
         mask = _ring_arm(self.shift) if grey else np.zeros((SIZE, SIZE), bool)
         if self.blob and not grey:
             mask[40:50, 40:50] = True
-        return np.stack([mask, mask]).astype(np.float32)
+        return self.level * np.stack([mask, mask]).astype(np.float32)
 
     def only(self, structure: str) -> Oracle:  # an arms-only predictor, as Predictor.only gives
         assert structure == "spiral"
@@ -101,6 +104,15 @@ def test_a_perfect_mask_scores_one_and_a_shifted_one_scores_by_the_tolerance(rea
         "SPIRALS_WITH_ARMS"
     ] == pytest.approx(1.0)
     assert "| 3 | 1.00 / 1.00 | 1.00 / 1.00 |" in real_markdown(perfect)
+
+
+def test_an_unsure_network_finds_the_arms_at_a_lower_cut(real_folder):
+    """A network that gives the arm only P = 0.3 (under-confident, as synthetic-trained networks
+    are on real images) marks nothing at the trained cut of 0.5, and the whole arm at 0.2."""
+    trained = real_summary(evaluate_real(Oracle(level=0.3), real_folder, measure=False))
+    lowered = real_summary(evaluate_real(Oracle(level=0.3, cut=0.2), real_folder, measure=False))
+    assert trained[1]["RECALL"] == pytest.approx(0.0) and trained[1]["SPIRALS_WITH_ARMS"] == 0
+    assert lowered[1]["RECALL"] == pytest.approx(1.0) and lowered[1]["PRECISION"] == pytest.approx(1.0)
 
 
 def test_arm_auc_ranks_arm_pixels_against_the_disc_between_them():

@@ -161,41 +161,47 @@ def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     return np.pad(out, ((0, h - out.shape[0]), (0, w - out.shape[1])), mode="edge")
 
 
-CENTRE_PRIOR = 0.1
-"""Width of the preference for the cutout's middle when finding the centre, as a share of the side:
-with it, 81% of 300 synthetic galaxies' centres were found within 5 px, without it 60% (the misses
-are bright foreground stars beside the galaxy, too wide for the compact-source mask)."""
+CENTRE_PRIOR = 0.05
+"""Width of the preference for the cutout's middle when finding the centre, as a share of the side
+(survey cutouts are centred on their target; the synthetic centres lie within 3.2% of the side of
+the middle). On the spirals of synthetic seeds 5 / 21 (115 / 114), centres within 5 px: 76% / 73%
+with a 10% preference that could move the peak and compact cores masked; 78% / 76% choosing among
+the light's own peaks; 84% / 79% with 5%; 84% / 85% searching the light with compact sources
+opened away (below). The misses are bright foreground stars, their halos wider than the opening."""
 
 
 def find_centre(
     image: np.ndarray,
     *,
-    exclude: np.ndarray | None = None,
-    fill: np.ndarray | None = None,
+    light: np.ndarray | None = None,
     sky: float | None = None,
     flux: np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """The brightest point of the image smoothed over 3% of its size, within the middle half and
-    weighted towards the middle (:data:`CENTRE_PRIOR`), with ``exclude`` (stars) replaced by
-    ``fill`` (the extended light under them; else the sky) first: the bulge, not a foreground star.
-    ``flux``: :func:`linear_flux` of ``image``, if known."""
+    """The brightest peak of ``light`` (else the image's flux) smoothed over 3% of its size, within
+    the middle half, the peaks weighted towards the middle (:data:`CENTRE_PRIOR`). Pass the
+    extended light (:func:`compact_sources`: stars' cores and compact knots opened away): the
+    bulge's broad base stays, so its peak is the galaxy's, where a masked compact core would have
+    left an arm's knot the brightest. ``flux``: :func:`linear_flux` of ``image``, if known."""
     flux = linear_flux(image) if flux is None else flux
     sky = sky_level(flux)[0] if sky is None else sky
-    if exclude is not None and exclude.any():
-        flux = np.where(exclude, sky if fill is None else fill, flux)
-    light = ndimage.gaussian_filter(flux, sigma=max(1.0, 0.03 * min(flux.shape)))
-    h, w = light.shape
+    searched = flux if light is None else light
+    smoothed = ndimage.gaussian_filter(searched, sigma=max(1.0, 0.03 * min(flux.shape)))
+    h, w = smoothed.shape
     y, x = np.mgrid[0:h, 0:w]
     # cutouts are centred on their target: light far from the middle counts less (a Gaussian of
-    # 10% of the side), so a bright star beside the galaxy loses to the galaxy itself
+    # 5% of the side), so a bright star beside the galaxy loses to the galaxy itself
     d2 = (x - (w - 1) / 2) ** 2 + (y - (h - 1) / 2) ** 2
     middle = (np.abs(x - (w - 1) / 2) < w / 4) & (np.abs(y - (h - 1) / 2) < h / 4)
-    score = np.where(middle, (light - sky) * np.exp(-d2 / (2 * (CENTRE_PRIOR * min(h, w)) ** 2)), -np.inf)
-    row, col = np.unravel_index(np.argmax(score), light.shape)
+    # only the light's own peaks compete, so the weighting chooses a peak but never moves it
+    peaks = middle & (smoothed == ndimage.maximum_filter(smoothed, size=3))
+    if not peaks.any():
+        peaks = middle
+    score = np.where(peaks, (smoothed - sky) * np.exp(-d2 / (2 * (CENTRE_PRIOR * min(h, w)) ** 2)), -np.inf)
+    row, col = np.unravel_index(np.argmax(score), smoothed.shape)
     # refine to the light-weighted centroid of the peak's neighbourhood (sub-pixel, robust to noise)
     r = max(2, int(0.02 * min(h, w)))
     window = np.s_[max(row - r, 0) : row + r + 1, max(col - r, 0) : col + r + 1]
-    weights = np.clip(light[window] - sky, 0, None)
+    weights = np.clip(smoothed[window] - sky, 0, None)
     if weights.sum() > 0:
         return float((x[window] * weights).sum() / weights.sum()), float(
             (y[window] * weights).sum() / weights.sum()
@@ -231,11 +237,7 @@ def disc_geometry(
     flux = flux.astype(np.float32, copy=False)  # the filters below run twice as fast in float32
     compact, extended = compact_sources(flux, sky=sky, noise=noise, psf_px=psf_px)
     masked = _star_mask((h, w), stars) | compact
-    cx, cy = (
-        centre
-        if centre is not None
-        else find_centre(image, exclude=masked, fill=extended, sky=sky, flux=flux)
-    )
+    cx, cy = centre if centre is not None else find_centre(image, light=extended, sky=sky, flux=flux)
     near_centre = (np.arange(h)[:, None] - cy) ** 2 + (np.arange(w)[None, :] - cx) ** 2 < (3 * psf_px) ** 2
     masked &= ~near_centre  # the bulge is not a star
     clean = np.where(masked, extended, flux)

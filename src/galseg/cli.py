@@ -169,8 +169,9 @@ def _predict(args: argparse.Namespace) -> int:
     if not inputs:
         raise GalsegError(f"{run}: no inputs after the run folder; give image files or folders")
     runtime = start_runtime(args.device)
+    cut = {"cut": args.cut} if args.cut is not None else {}  # else inference.CUT
     predictor = load(
-        run, device=runtime.device, precision=args.precision, compile=args.compile, zooms=args.zoom
+        run, device=runtime.device, precision=args.precision, compile=args.compile, zooms=args.zoom, **cut
     )
     if args.thresholds:
         predictor = predictor.select(parse_thresholds(args.thresholds))
@@ -452,6 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=(1.0,),
         help="centred crops to predict, as shares of the side, highest probability kept: 1 (the "
         "image as given, GZ:3D framing) or 1,0.6 for survey cutouts framed wider (see README)",
+    )
+    p.add_argument(
+        "--cut",
+        type=_fraction,
+        default=None,
+        help="mark a pixel where P(votes >= th) exceeds this (default 0.5, as the networks were "
+        "trained); 0.2 for real survey images with a network trained on synthetic galaxies (see README)",
     )
     p.add_argument(
         "--compile",

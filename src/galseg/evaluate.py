@@ -21,7 +21,7 @@ from galseg import THRESHOLDS, GalsegError, __version__
 from galseg.arms import geometry_and_light, measure_arms
 from galseg.dataset import open_dataset
 from galseg.gz3d import rasterise_outlines, read_gz3d
-from galseg.inference import Predictor, load, upsample
+from galseg.inference import CUT, Predictor, load, upsample
 from galseg.io import atomic_path, atomic_write_bytes, progress, read_picture
 from galseg.metrics import (
     Reliability,
@@ -134,7 +134,7 @@ def evaluate_run(
             predictions["tta"] = predictor.tta_probabilities(small, batch_size=batch_size)[0]
         for variant, p in predictions.items():
             for k, th in enumerate(thresholds):
-                counts[variants[variant], th].append(confusion(v >= th, p[:, k] > 0.5))
+                counts[variants[variant], th].append(confusion(v >= th, p[:, k] > CUT))
                 calibration[variant][th].add(p[:, k], v >= th)
             if all_six:
                 vote_fraction[variant].add(p.sum(axis=1) / 6, np.minimum(v, 6) / 6)
@@ -152,12 +152,12 @@ def evaluate_run(
             p_full = upsample(p[j], full_votes.shape)
             if full_resolution:
                 for k, th in enumerate(thresholds):
-                    counts["full", th].append(confusion((full_votes >= th)[None], (p_full[k] > 0.5)[None]))
+                    counts["full", th].append(confusion((full_votes >= th)[None], (p_full[k] > CUT)[None]))
             if human and drawn:
                 mangaid = str(row["MANGAID"])
                 people, machine = panel_jaccards(
                     volunteer_drawings(galaxy, structure),
-                    p_full > 0.5,
+                    p_full > CUT,
                     thresholds,
                     n_splits=n_splits,
                     seed=_galaxy_seed(mangaid),
@@ -388,22 +388,22 @@ def arm_auc(probability: np.ndarray, reference: np.ndarray, between: np.ndarray)
 
 
 def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measure: bool = True) -> Table:
-    """Predict every real cutout and score it: per galaxy and threshold, whether arms were found,
-    and against SpArcFiRe's arm masks the matched pixels (within :data:`REAL_TOLERANCE_NET_PX`
-    network pixels) and the arm-over-disc ranking (:func:`arm_auc`), plus the measured pitch and
-    winding beside SpArcFiRe's."""
+    """Predict every real cutout and score it: per galaxy and threshold (pixels above the
+    predictor's cut), whether arms were found, and against SpArcFiRe's arm masks the matched
+    pixels (within :data:`REAL_TOLERANCE_NET_PX` network pixels) and the arm-over-disc ranking
+    (:func:`arm_auc`), plus the measured pitch and winding beside SpArcFiRe's."""
     predictor = predictor.only("spiral")  # the references are arms; a run's bar head is not scored
     rows = []
     for galaxy in real_galaxies(folder):
         image = read_picture(galaxy.path)
         probabilities = predictor.predict_image(image)
-        if measure and (probabilities > 0.5).any():  # one geometry and light for every threshold
+        if measure and (probabilities > predictor.cut).any():  # one geometry and light for all thresholds
             geometry, light = geometry_and_light(image)
         reference = np.asarray(read_picture(galaxy.arm_mask))[..., 0] > 127 if galaxy.arm_mask else None
         tolerance = REAL_TOLERANCE_NET_PX * max(image.shape[:2]) / predictor.size
         between = inter_arm_disc(reference, tolerance) if reference is not None else None
         for k, th in enumerate(predictor.thresholds):
-            mask = probabilities[k] > 0.5
+            mask = probabilities[k] > predictor.cut
             row = {
                 "NAME": galaxy.name,
                 "KIND": galaxy.kind,
@@ -432,7 +432,8 @@ def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measu
 
 def real_examples(predictor: Predictor, folder: str | os.PathLike[str], *, count: int = 12) -> dict:
     """Inputs of the real-galaxies figure: every third labelled cutout (spirals and smooth ones
-    alike, not the best), with P(votes >= 1) and P(votes >= 3) and any SpArcFiRe arm mask."""
+    alike, not the best), with P(votes >= 1) and P(votes >= 3), any SpArcFiRe arm mask, and the
+    predictor's cut."""
     predictor = predictor.only("spiral")
     chosen = [g for g in real_galaxies(folder) if g.kind in ("spiral", "smooth")][::3][:count]
     planes = [predictor.thresholds.index(t) for t in (1, 3) if t in predictor.thresholds]
@@ -442,4 +443,5 @@ def real_examples(predictor: Predictor, folder: str | os.PathLike[str], *, count
         "probabilities": [predictor.predict_image(image)[planes] for image in images],
         "references": [read_picture(g.arm_mask)[..., 0] > 127 if g.arm_mask else None for g in chosen],
         "titles": [f"{g.name[-22:]} ({g.kind})" for g in chosen],
+        "cut": predictor.cut,
     }

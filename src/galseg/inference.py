@@ -7,7 +7,8 @@ threshold), structure-major; :meth:`Predictor.split` names them and :meth:`Predi
 narrows a run to one structure. The arithmetic precision is chosen per device
 (:func:`choose_precision`): bf16 autocast where the hardware runs it natively, float32
 elsewhere. ``zooms`` adds centred crops of each image, for cutouts framed more loosely than
-GZ:3D's (:func:`zoom_views`).
+GZ:3D's (:func:`zoom_views`). ``cut`` is the probability above which a pixel is marked
+(:data:`CUT`; :data:`REAL_CUT` for real survey images with a network trained on synthetic ones).
 """
 
 from __future__ import annotations
@@ -26,6 +27,26 @@ from galseg import TARGETS, GalsegError
 from galseg.dataset import DIHEDRAL, dihedral, resize_image, undo_dihedral
 from galseg.train import autocast, choose_precision, load_checkpoint, read_run, resolve_device
 from galseg.unet import UNet, probabilities
+
+CUT = 0.5
+"""A pixel is marked where P(votes >= th) > CUT: the paper's argmax of two classes, right where the
+probabilities are calibrated, as on images like the training ones."""
+REAL_CUT = 0.2
+"""The cut for real survey images with a network trained on synthetic galaxies. Such networks rank
+real arm pixels well but are under-confident on them (the probabilities shrink under the change
+of domain), so at 0.5 they mark few. Chosen on the real check (``shared/real``; images for
+choosing, never training): the lowest cut at which no more than one in ten of the smooth
+galaxies gets arms at th = 3, on the demo's network, then checked on three networks trained on
+the H200 (README, "Real galaxies")."""
+
+
+def check_cut(cut: float) -> float:
+    """``cut`` if it is a probability strictly between 0 and 1, else a one-line error."""
+    if not 0.0 < cut < 1.0:
+        raise GalsegError(
+            f"--cut {cut}: a probability between 0 and 1 (0.5 as trained, {REAL_CUT} for real images)"
+        )
+    return float(cut)
 
 
 @dataclass
@@ -57,6 +78,9 @@ class Predictor:
     zooms: tuple[float, ...] = (1.0,)
     """Centred crops (as a share of the image's side) each predicted on its own; the pixel's
     probability is the highest over them (see :func:`zoom_views`)."""
+    cut: float = CUT
+    """A pixel is marked (masks, statistics, measurements, figures) where its probability exceeds
+    this; the probabilities themselves are never changed."""
 
     @property
     def planes(self) -> int:
@@ -163,7 +187,7 @@ class Predictor:
         """{threshold: (H, W) bool mask} of one structure (the run's first: arms, unless it
         only segments bars) for one image: the notebook entry point."""
         p = self.split(self.predict_image(image))[structure or self.structures[0]]
-        return {th: p[k] > 0.5 for k, th in enumerate(self.thresholds)}
+        return {th: p[k] > self.cut for k, th in enumerate(self.thresholds)}
 
 
 def _crop(shape: tuple[int, int], zoom: float) -> tuple[slice, slice]:
@@ -218,6 +242,7 @@ def load(
     precision: str = "auto",
     compile: bool = False,
     zooms: Sequence[float] = (1.0,),
+    cut: float = CUT,
 ) -> Predictor:
     """Load every network of a run (the best epoch by default) for inference.
 
@@ -225,7 +250,9 @@ def load(
     'float32' or 'bf16'. ``compile``: wrap each network in ``torch.compile`` (a minute or
     more of compiling first; worth it for long surveys, see benchmarks/bench_predict.py).
     ``zooms``: see :func:`zoom_views`; (1.0,), the whole image, as the networks were trained.
+    ``cut``: see :attr:`Predictor.cut`.
     """
+    cut = check_cut(cut)
     zooms = tuple(float(z) for z in zooms)
     if not zooms or not all(0.1 <= z <= 1.0 for z in zooms):
         raise GalsegError(
@@ -265,4 +292,5 @@ def load(
         run_id=f"{digest.hexdigest()[:16]}:{chosen}",
         compiled=compile,
         zooms=zooms,
+        cut=cut,
     )

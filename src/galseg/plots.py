@@ -298,8 +298,10 @@ def prediction_overlay(
     arms: dict | None = None,
     geometry=None,
     bar: np.ndarray | None = None,
+    cut: float,
 ) -> Path:
-    """The input image with the outline of the predicted arms at each threshold and, when measured,
+    """The input image with the outline of the predicted arms (probability above ``cut``) at each
+    threshold and, when measured,
     the fitted log spirals at th=3 (or the lowest threshold); the arm probability beside it.
     ``source`` is a ``predict.InputImage``; ``arms`` maps threshold to (arms, summary); ``bar``:
     the bar planes of a run that segments bars too (outlined in white at th=3 or the lowest)."""
@@ -308,15 +310,15 @@ def prediction_overlay(
     fig, (ax_img, ax_p) = plt.subplots(1, 2, figsize=(8, 4.1))
     ax_img.imshow(source.image, origin="upper")
     for k, th in enumerate(thresholds):
-        if probabilities[k].max() > 0.5:
+        if probabilities[k].max() > cut:
             ax_img.contour(
-                probabilities[k], levels=[0.5], colors=[THRESHOLD_COLOURS[(th - 1) % 6]], linewidths=0.9
+                probabilities[k], levels=[cut], colors=[THRESHOLD_COLOURS[(th - 1) % 6]], linewidths=0.9
             )
         ax_img.plot([], [], color=THRESHOLD_COLOURS[(th - 1) % 6], label=f"th={th}")
     if bar is not None and bar is not probabilities:
         k = list(thresholds).index(3) if 3 in thresholds else 0
-        if bar[k].max() > 0.5:
-            ax_img.contour(bar[k], levels=[0.5], colors=["white"], linewidths=1.2, linestyles="--")
+        if bar[k].max() > cut:
+            ax_img.contour(bar[k], levels=[cut], colors=["white"], linewidths=1.2, linestyles="--")
         ax_img.plot([], [], color="white", ls="--", label=f"bar th={thresholds[k]}")
     title = source.name
     if arms and geometry is not None:
@@ -350,10 +352,11 @@ def real_galaxies_figure(
     titles: Sequence[str],
     path: str | os.PathLike[str],
     *,
+    cut: float,
     columns: int = 4,
 ) -> Path:
-    """Real cutouts with the predicted arms (th = 1 and 3 outlines, ``probabilities`` (2, H, W))
-    and, where there is one, SpArcFiRe's arm mask as a dotted outline."""
+    """Real cutouts with the predicted arms (th = 1 and 3 outlines at ``cut``, ``probabilities``
+    (2, H, W)) and, where there is one, SpArcFiRe's arm mask as a dotted outline."""
     n = len(images)
     rows = int(np.ceil(n / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.75 * rows), squeeze=False)
@@ -365,13 +368,15 @@ def real_galaxies_figure(
         ax = axes[i // columns, i % columns]
         ax.imshow(image, origin="upper")
         for plane, colour in zip(p, ("#ffd54f", "#ff1744"), strict=False):
-            if plane.max() > 0.5:
-                ax.contour(plane, levels=[0.5], colors=[colour], linewidths=0.8)
+            if plane.max() > cut:
+                ax.contour(plane, levels=[cut], colors=[colour], linewidths=0.8)
         if reference is not None and reference.any():
             ax.contour(
                 reference.astype(float), levels=[0.5], colors=["#00e5ff"], linewidths=0.6, linestyles=":"
             )
         ax.set_title(title, fontsize=7)
-    fig.suptitle("real galaxies: yellow th=1, red th=3, dotted cyan SpArcFiRe's arms", fontsize=9)
+    fig.suptitle(
+        f"real galaxies: yellow th=1, red th=3 (P > {cut:g}), dotted cyan SpArcFiRe's arms", fontsize=9
+    )
     fig.tight_layout()
     return _save(fig, path)

@@ -34,7 +34,7 @@ from galseg import GalsegError, __version__
 from galseg.arms import Arm, ArmSummary, DiscGeometry, geometry_and_light, measure_arms
 from galseg.bars import NO_BAR, measure_bar
 from galseg.gz3d import N_HDUS, bintable_bytes, image_bytes, read_gz3d, volunteer_hints, wcs_header
-from galseg.inference import Predictor, by_structure, combine_zooms, zoom_views
+from galseg.inference import CUT, Predictor, by_structure, combine_zooms, zoom_views
 from galseg.io import (
     atomic_path,
     atomic_write_bytes,
@@ -280,13 +280,15 @@ ARM_DTYPES = (
 )
 
 
-def arm_statistics(probabilities: np.ndarray, thresholds: Sequence[int], galaxy: np.ndarray) -> Table:
-    """Per threshold: has arms, arm pixels, arm fraction of the image and of the galaxy footprint,
-    and the mean probability over the arm pixels (NaN without any)."""
+def arm_statistics(
+    probabilities: np.ndarray, thresholds: Sequence[int], galaxy: np.ndarray, *, cut: float = CUT
+) -> Table:
+    """Per threshold: has arms, arm pixels (probability above ``cut``), arm fraction of the image
+    and of the galaxy footprint, and the mean probability over the arm pixels (NaN without any)."""
     rows = []
     n_galaxy = max(int(galaxy.sum()), 1)
     for k, th in enumerate(thresholds):
-        mask = probabilities[k] > 0.5
+        mask = probabilities[k] > cut
         n = int(mask.sum())
         rows.append(
             (
@@ -316,11 +318,13 @@ def add_bar_columns(
     stats: Table,
     probabilities: np.ndarray,
     context: tuple[DiscGeometry, np.ndarray, float | None] | None,
+    *,
+    cut: float = CUT,
 ) -> None:
     """Per-threshold bar columns from the bar planes: presence and pixels always (HAS_BAR is
     BAR_PIXELS > 0, as for arms); length, angle, axis ratio, deprojected length and light share
     of the central bar region when ``context`` (the disc) was measured, NaN otherwise."""
-    masks = [probabilities[k] > 0.5 for k in range(len(stats))]
+    masks = [probabilities[k] > cut for k in range(len(stats))]
     bars = [
         measure_bar(m, context[0], light=context[1], arcsec_per_px=context[2]) if context else NO_BAR
         for m in masks
@@ -393,6 +397,7 @@ def mask_file_bytes(
     spread: dict[str, np.ndarray] | None = None,
     arms: Table | None = None,
     geometry: DiscGeometry | None = None,
+    cut: float = CUT,
 ) -> bytes:
     """The per-galaxy output as FITS bytes: a primary header (WCS, provenance); per structure
     ({"spiral": (T, H, W), "bar": ...}) one uint8 mask per threshold, the probabilities (and
@@ -406,10 +411,13 @@ def mask_file_bytes(
         for k, th in enumerate(thresholds):
             parts.append(
                 image_bytes(
-                    (probabilities[k] > 0.5).astype(np.uint8),
+                    (probabilities[k] > cut).astype(np.uint8),
                     name=f"{mask_name}{th}",
                     text=wcs_text,
-                    cards=[("THRESH", th, f"{structure} where P(votes >= THRESH) > 0.5")],
+                    cards=[
+                        ("THRESH", th, f"{structure} where P(votes >= THRESH) > CUT"),
+                        ("CUT", cut, "probability cut-off of the mask"),
+                    ],
                 )
             )
         cards = [
@@ -493,6 +501,7 @@ class _Finish:
     overlay: Callable[..., object] | None
     measure: bool
     provenance: dict
+    cut: float = CUT
 
 
 def _post_worker() -> None:
@@ -511,22 +520,24 @@ def galaxy_statistics(
     galaxy: np.ndarray,
     *,
     measure: bool = True,
+    cut: float = CUT,
 ) -> tuple[Table, DiscGeometry | None, dict[int, tuple[list[Arm], ArmSummary]]]:
     """One galaxy's per-threshold catalogue columns from its full-resolution planes ({"spiral":
-    (T, H, W), "bar": ...}): arm statistics and measurements, bar columns; one disc geometry
-    for all. Returns (statistics, the geometry or None, {threshold: (arms, summary)})."""
+    (T, H, W), "bar": ...}), pixels marked above ``cut``: arm statistics and measurements, bar
+    columns; one disc geometry for all. Returns (statistics, the geometry or None, {threshold:
+    (arms, summary)})."""
     context = disc_context(source) if measure else None
     geometry, arms = (context[0] if context else None), {}
     stats = Table({"TH": np.array(thresholds, dtype="i2")})
     if "spiral" in planes:
-        arm_stats = arm_statistics(planes["spiral"], thresholds, galaxy)
+        arm_stats = arm_statistics(planes["spiral"], thresholds, galaxy, cut=cut)
         for column in arm_stats.colnames[1:]:
             stats[column] = arm_stats[column]
         if context is not None:
             _, light, arcsec = context
             arms = {
                 th: measure_arms(
-                    planes["spiral"][k] > 0.5,
+                    planes["spiral"][k] > cut,
                     source.image,
                     geometry=geometry,
                     arcsec_per_px=arcsec,
@@ -536,7 +547,7 @@ def galaxy_statistics(
             }
         add_arm_summaries(stats, arms, measured=context is not None)
     if "bar" in planes:
-        add_bar_columns(stats, planes["bar"], context)
+        add_bar_columns(stats, planes["bar"], context, cut=cut)
     return stats, geometry, arms
 
 
@@ -553,7 +564,7 @@ def _finish(work: _Finish) -> tuple[int, tuple | None, str | None]:
         # the spread: the largest over the zooms, the most doubtful view
         spread = full(work.spread_small) if work.spread_small is not None else None
         stats, geometry, arms = galaxy_statistics(
-            source, planes, thresholds, work.footprint, measure=work.measure
+            source, planes, thresholds, work.footprint, measure=work.measure, cut=work.cut
         )
         measured_arms = geometry is not None and "spiral" in planes
         arm_rows = arms_table(arms) if measured_arms else None
@@ -566,12 +577,22 @@ def _finish(work: _Finish) -> tuple[int, tuple | None, str | None]:
             spread=spread,
             arms=arm_rows,
             geometry=geometry,
+            cut=work.cut,
         )
         atomic_write_bytes(work.target, gzip_bytes(data))
         if work.overlay is not None:
             bar = planes.get("bar")
             first = planes.get("spiral", bar)
-            work.overlay(source, first, thresholds, work.overlay_path, arms=arms, geometry=geometry, bar=bar)
+            work.overlay(
+                source,
+                first,
+                thresholds,
+                work.overlay_path,
+                arms=arms,
+                geometry=geometry,
+                bar=bar,
+                cut=work.cut,
+            )
         return (
             work.index,
             (
@@ -626,7 +647,7 @@ def predict_files(
     run_id = (
         f"{predictor.run_id}:{'tta' if tta else 'plain'}:{','.join(map(str, predictor.thresholds))}"
         f":{'+'.join(predictor.structures)}:{'measured' if measure_arms_too else 'masks'}"
-        f":zoom{','.join(map(str, predictor.zooms))}"
+        f":zoom{','.join(map(str, predictor.zooms))}:cut{predictor.cut}"
     )
     run_id = hashlib.sha256(run_id.encode()).hexdigest()[:16]
     mine = list(range(rank, len(paths), world))
@@ -667,6 +688,7 @@ def predict_files(
             overlay_path=out / "overlays" / f"{names[index]}.png" if overlay is not None else None,
             overlay=overlay,
             measure=measure_arms_too,
+            cut=predictor.cut,
             provenance={
                 "GALSEG": __version__,
                 "RUN": printable(str(predictor.run)),
@@ -755,6 +777,7 @@ def predict_files(
                 "HEAD": predictor.head,
                 "THRESHS": ",".join(map(str, thresholds)),
                 "TARGET": "+".join(predictor.structures),
+                "CUT": predictor.cut,
             }
         )
     _write_table(part, out / catalogue)
