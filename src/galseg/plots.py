@@ -333,7 +333,7 @@ def prediction_overlay(
             )
         ax_img.set_xlim(0, source.image.shape[1] - 1)
         ax_img.set_ylim(source.image.shape[0] - 1, 0)
-    ax_img.legend(fontsize=7, loc="lower right", ncol=2)
+    ax_img.legend(fontsize=7, loc="lower right", ncol=2, title=f"P > {cut:g}", title_fontsize=7)
     ax_img.set_title(title, fontsize=8)
     shown = ax_p.imshow(probabilities[0], origin="upper", cmap="viridis", vmin=0, vmax=1)
     fig.colorbar(shown, ax=ax_p, fraction=0.046, pad=0.04)
