@@ -4,7 +4,8 @@ Synthetic spirals (grand-design, the generator's truth): pyarcfire on the image;
 volunteers' mask at th=3 and, with ``--run``, on the network's mask, the disc geometry measured
 from the image and the volunteers' clicks. Real (``shared/real/sparcfire``, the non-weak
 galaxies; SpArcFiRe's own pitch and winding as the reference): pyarcfire on the image; galseg on
-SpArcFiRe's own arm mask and, with ``--run``, on the network's mask at th=1. Per method: share of
+SpArcFiRe's own arm mask and, with ``--run``, on the network's mask at th=1 (pixels above 0.5, and
+above ``inference.REAL_CUT``, the cut-off for real images). Per method: share of
 galaxies measured, median |pitch error|, winding agreement, arm-count agreement (synthetic) and
 seconds per galaxy, measured in this one run.
 
@@ -29,7 +30,7 @@ from galseg.arms import disc_geometry, linear_flux, measure_arms
 from galseg.dataset import open_dataset
 from galseg.evaluate import real_galaxies
 from galseg.gz3d import read_gz3d, volunteer_hints
-from galseg.inference import load
+from galseg.inference import CUT, REAL_CUT, load
 from galseg.io import progress, read_picture
 from galseg.synthetic import truth_from_metadata
 
@@ -149,7 +150,7 @@ def main() -> None:
         )
         if predictor is not None:
             p = predictor.predict_image(galaxy.image)
-            record["galseg (network's mask, th=3)"] = galseg_measure(p[2] > 0.5, galaxy.image, geometry)
+            record["galseg (network's mask, th=3)"] = galseg_measure(p[2] > CUT, galaxy.image, geometry)
         rows.append(record)
     methods = [k for k in rows[0] if not k.startswith("ref_")] if rows else []
     synthetic = [summarise(rows, m, count=True) for m in methods]
@@ -166,7 +167,10 @@ def main() -> None:
         record["galseg (SpArcFiRe's mask)"] = galseg_measure(reference, image, geometry)
         if predictor is not None:
             p = predictor.predict_image(image)
-            record["galseg (network's mask, th=1)"] = galseg_measure(p[0] > 0.5, image, geometry)
+            record["galseg (network's mask, th=1)"] = galseg_measure(p[0] > CUT, image, geometry)
+            record[f"galseg (network's mask, th=1, cut {REAL_CUT:g})"] = galseg_measure(
+                p[0] > REAL_CUT, image, geometry
+            )
         real_rows.append(record)
     real_methods = [k for k in real_rows[0] if not k.startswith("ref_")] if real_rows else []
     real = [summarise(real_rows, m, count=False) for m in real_methods]
