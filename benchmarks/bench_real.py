@@ -59,21 +59,21 @@ def main() -> None:
     except GalsegError as exc:
         raise SystemExit(f"galseg: error: {exc}") from None
     print(f"run {run}")
+    args.out.mkdir(parents=True, exist_ok=True)
     for setting in args.zooms:
-        zooms = tuple(float(z) for z in setting.split(","))
+        predictor = load(run, device="cpu", zooms=tuple(float(z) for z in setting.split(",")))
+        start = time.perf_counter()
+        checked = evaluate_real(predictor, args.real, cuts=cuts)  # one prediction, every cut-off
+        seconds = time.perf_counter() - start
+        count = len(set(checked["NAME"]))
+        print(f"\nReal galaxies (shared/real), --zoom {setting}: {count} in {seconds:.1f} s")
         for cut in cuts:
-            predictor = replace(load(run, device="cpu", zooms=zooms), cut=cut)
-            start = time.perf_counter()
-            per_galaxy = evaluate_real(predictor, args.real)
-            seconds = time.perf_counter() - start
-            args.out.mkdir(parents=True, exist_ok=True)
+            per_galaxy = checked[checked["CUT"] == cut]
             name = f"real_check_zoom{setting}_cut{cut:g}.ecsv"
             per_galaxy.write(args.out / name, format="ascii.ecsv", overwrite=True)
-            count = len(set(per_galaxy["NAME"]))
-            print(
-                f"\nReal galaxies (shared/real), --zoom {setting} --cut {cut:g}: {count} in {seconds:.1f} s"
-            )
+            print(f"\n--zoom {setting} --cut {cut:g}")
             print(real_markdown(real_summary(per_galaxy)))
+    predictor = replace(predictor, cut=cuts[-1])
     table1 = Path(run) / "evaluation" / "table1.ecsv"
     if table1.is_file():
         t = Table.read(table1)

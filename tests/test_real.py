@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from galseg import GalsegError
 from galseg.evaluate import arm_auc, evaluate_real, inter_arm_disc, real_galaxies
 from galseg.inference import CUT
 from galseg.metrics import real_markdown, real_summary
@@ -111,8 +112,17 @@ def test_an_unsure_network_finds_the_arms_at_a_lower_cut(real_folder):
     are on real images) marks nothing at the trained cut of 0.5, and the whole arm at 0.2."""
     trained = real_summary(evaluate_real(Oracle(level=0.3), real_folder, measure=False))
     lowered = real_summary(evaluate_real(Oracle(level=0.3, cut=0.2), real_folder, measure=False))
-    assert trained[1]["RECALL"] == pytest.approx(0.0) and trained[1]["SPIRALS_WITH_ARMS"] == 0
+    assert trained[1]["RECALL"] == pytest.approx(0.0)
+    assert trained[1]["SPIRALS_WITH_ARMS"] == pytest.approx(0.0)
     assert lowered[1]["RECALL"] == pytest.approx(1.0) and lowered[1]["PRECISION"] == pytest.approx(1.0)
+    # both cut-offs scored from one prediction of each image: the same as one at a time
+    both = evaluate_real(Oracle(level=0.3), real_folder, measure=False, cuts=[0.5, 0.2])
+    for cut, alone in ((0.5, trained), (0.2, lowered)):
+        together = real_summary(both[both["CUT"] == cut])
+        for column in ("RECALL", "SPIRALS_WITH_ARMS", "SMOOTH_WITH_ARMS"):
+            assert list(together[column]) == pytest.approx(list(alone[column]))
+    with pytest.raises(GalsegError, match="CUT"):
+        real_summary(both)
 
 
 def test_arm_auc_ranks_arm_pixels_against_the_disc_between_them():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from galseg import THRESHOLDS, GalsegError, __version__
 from galseg.arms import geometry_and_light, measure_arms
 from galseg.dataset import open_dataset
 from galseg.gz3d import rasterise_outlines, read_gz3d
-from galseg.inference import CUT, Predictor, load, upsample
+from galseg.inference import CUT, Predictor, check_cut, load, upsample
 from galseg.io import atomic_path, atomic_write_bytes, progress, read_picture
 from galseg.metrics import (
     Reliability,
@@ -387,46 +388,59 @@ def arm_auc(probability: np.ndarray, reference: np.ndarray, between: np.ndarray)
     return float(mannwhitneyu(arm, disc).statistic / (arm.size * disc.size))
 
 
-def evaluate_real(predictor: Predictor, folder: str | os.PathLike[str], *, measure: bool = True) -> Table:
-    """Predict every real cutout and score it: per galaxy and threshold (pixels above the
-    predictor's cut), whether arms were found, and against SpArcFiRe's arm masks the matched
-    pixels (within :data:`REAL_TOLERANCE_NET_PX` network pixels) and the arm-over-disc ranking
-    (:func:`arm_auc`), plus the measured pitch and winding beside SpArcFiRe's."""
+def evaluate_real(
+    predictor: Predictor,
+    folder: str | os.PathLike[str],
+    *,
+    measure: bool = True,
+    cuts: Sequence[float] | None = None,
+) -> Table:
+    """Predict every real cutout and score it: per galaxy, cut-off and threshold (pixels above the
+    cut), whether arms were found, and against SpArcFiRe's arm masks the matched pixels (within
+    :data:`REAL_TOLERANCE_NET_PX` network pixels) and the arm-over-disc ranking (:func:`arm_auc`),
+    plus the measured pitch and winding beside SpArcFiRe's. ``cuts``: probability cut-offs scored
+    side by side from one prediction of each image (the ``CUT`` column); by default the
+    predictor's own."""
     predictor = predictor.only("spiral")  # the references are arms; a run's bar head is not scored
+    cuts = [predictor.cut] if cuts is None else [check_cut(c) for c in cuts]
     rows = []
     for galaxy in real_galaxies(folder):
         image = read_picture(galaxy.path)
         probabilities = predictor.predict_image(image)
-        if measure and (probabilities > predictor.cut).any():  # one geometry and light for all thresholds
+        if measure and (probabilities > min(cuts)).any():  # one geometry and light for every mask
             geometry, light = geometry_and_light(image)
         reference = np.asarray(read_picture(galaxy.arm_mask))[..., 0] > 127 if galaxy.arm_mask else None
         tolerance = REAL_TOLERANCE_NET_PX * max(image.shape[:2]) / predictor.size
-        between = inter_arm_disc(reference, tolerance) if reference is not None else None
-        for k, th in enumerate(predictor.thresholds):
-            mask = probabilities[k] > predictor.cut
-            row = {
-                "NAME": galaxy.name,
-                "KIND": galaxy.kind,
-                "TH": int(th),
-                "ARM_PIXELS": int(mask.sum()),
-                "HAS_ARMS": bool(mask.any()),
-                "MATCHED_MASK_PX": -1,
-                "MATCHED_REF_PX": -1,
-                "REF_PX": -1,
-                "ARM_AUC": np.nan,
-                "PITCH_DEG": np.nan,
-                "CHIRALITY": "",
-                "REF_PITCH_DEG": galaxy.pitch_deg,
-                "REF_CHIRALITY": galaxy.chirality,
-            }
-            if reference is not None:
-                near = _near(mask, reference, tolerance)
-                row.update(MATCHED_MASK_PX=near[0], MATCHED_REF_PX=near[2], REF_PX=near[3])
-                row["ARM_AUC"] = arm_auc(probabilities[k], reference, between)
-            if measure and mask.any():
-                summary = measure_arms(mask, image, geometry=geometry, light=light)[1]
-                row.update(PITCH_DEG=summary.pitch_deg, CHIRALITY=summary.chirality)
-            rows.append(row)
+        if reference is not None:  # the ranking does not depend on the cut
+            between = inter_arm_disc(reference, tolerance)
+            aucs = [arm_auc(plane, reference, between) for plane in probabilities]
+        for cut in cuts:
+            for k, th in enumerate(predictor.thresholds):
+                mask = probabilities[k] > cut
+                row = {
+                    "NAME": galaxy.name,
+                    "KIND": galaxy.kind,
+                    "CUT": cut,
+                    "TH": int(th),
+                    "ARM_PIXELS": int(mask.sum()),
+                    "HAS_ARMS": bool(mask.any()),
+                    "MATCHED_MASK_PX": -1,
+                    "MATCHED_REF_PX": -1,
+                    "REF_PX": -1,
+                    "ARM_AUC": np.nan,
+                    "PITCH_DEG": np.nan,
+                    "CHIRALITY": "",
+                    "REF_PITCH_DEG": galaxy.pitch_deg,
+                    "REF_CHIRALITY": galaxy.chirality,
+                }
+                if reference is not None:
+                    near = _near(mask, reference, tolerance)
+                    row.update(MATCHED_MASK_PX=near[0], MATCHED_REF_PX=near[2], REF_PX=near[3])
+                    row["ARM_AUC"] = aucs[k]
+                if measure and mask.any():
+                    summary = measure_arms(mask, image, geometry=geometry, light=light)[1]
+                    row.update(PITCH_DEG=summary.pitch_deg, CHIRALITY=summary.chirality)
+                rows.append(row)
     return Table(rows=rows)
 
 

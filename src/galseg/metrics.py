@@ -380,7 +380,9 @@ def real_summary(per_galaxy: Table) -> Table:
     """Per threshold: arm recall and precision against SpArcFiRe (mean over its non-weak galaxies,
     and pooled), the median arm-over-disc ranking (``ARM_AUC``, whatever the cut-off), share of
     Galaxy Zoo spirals and of smooth galaxies given arms, and pitch and winding against SpArcFiRe
-    where both measured."""
+    where both measured. The rows of one cut-off (``CUT``) at a time."""
+    if "CUT" in per_galaxy.colnames and len(set(per_galaxy["CUT"])) > 1:
+        raise GalsegError("real_summary: rows of several cut-offs; select one CUT first")
     rows = []
     for th in sorted(set(per_galaxy["TH"])):
         t = per_galaxy[per_galaxy["TH"] == th]
