@@ -107,6 +107,13 @@ def test_resume_refuses_other_settings(dataset_dir, tmp_path):
     del record["config"]["noise"]
     (tmp_path / "r" / "run.json").write_text(json.dumps(record))
     train(TrainConfig(**{**base, "epochs": 2}), resume=True, log=quiet)
+    # a run from before --normalise fed its images as they were: it resumes only so
+    record = json.loads((tmp_path / "r" / "run.json").read_text())
+    del record["config"]["normalise"]
+    (tmp_path / "r" / "run.json").write_text(json.dumps(record))
+    with pytest.raises(GalsegError, match=r"different settings \(normalise\)"):
+        train(TrainConfig(**{**base, "epochs": 3, "normalise": True}), resume=True, log=quiet)
+    train(TrainConfig(**{**base, "epochs": 3}), resume=True, log=quiet)
     with pytest.raises(GalsegError, match="--noise"):
         TrainConfig(**{**base, "noise": 1.5})
 

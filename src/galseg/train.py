@@ -71,6 +71,7 @@ class TrainConfig:
     precision: str = "auto"  # bf16 autocast (float32 master weights) on CUDA and native-bf16 CPUs
     target: str = "spiral"  # "spiral", "bar", or "both" (one multi network, a head per structure)
     noise: float = NOISE  # largest sky noise the augmentation adds (share of the image's range)
+    normalise: bool = False  # each input put on its own scale first (unet.normalise_images)
 
     def __post_init__(self) -> None:
         self.thresholds = tuple(int(t) for t in self.thresholds)
@@ -124,9 +125,15 @@ class TrainConfig:
                 thresholds=unit_thresholds,
                 batch_norm=self.batch_norm,
                 structures=self.structures,
+                normalise=self.normalise,
             )
         return preset_args(
-            self.preset, head="binary", classes=2, batch_norm=self.batch_norm, structures=self.structures
+            self.preset,
+            head="binary",
+            classes=2,
+            batch_norm=self.batch_norm,
+            structures=self.structures,
+            normalise=self.normalise,
         )
 
 
@@ -348,8 +355,9 @@ def train(
             for k, v in asdict(config).items()
             if k not in ("epochs", "device", "loader_workers", "precision")
         }
-        # runs from before bars segmented arms; runs from before --noise added up to 0.08
-        saved = {"target": "spiral", "noise": 0.08, **saved}
+        # runs from before bars segmented arms; from before --noise added up to 0.08; from before
+        # --normalise fed the images as they are
+        saved = {"target": "spiral", "noise": 0.08, "normalise": False, **saved}
         theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in mine}
         if mine != theirs:
             differ = sorted(k for k in mine if mine[k] != theirs.get(k))

@@ -41,6 +41,7 @@ class UNetArgs:
     thresholds: tuple[int, ...] = field(default=THRESHOLDS)  # ordinal head only
     batch_norm: bool = False
     structures: tuple[str, ...] = ("spiral",)  # what the output planes segment (several: ordinal only)
+    normalise: bool = False  # scale each image by its own sky and bright end first (normalise_images)
 
     @property
     def outputs(self) -> int:
@@ -82,6 +83,25 @@ ARM_PRIOR = 0.03
 PRIORS = {"spiral": (ARM_PRIOR, 0.4), "bar": (0.002, 0.15)}
 """Per structure: the starting P(votes >= 1) and the logit step down to each next threshold
 (synthetic GZ:3D-like data: arms 2.1% of pixels at th=1 to 0.23% at th=6, bars 0.13% to 0.06%)."""
+
+
+NORMALISE_QUANTILES = (0.5, 0.995)
+"""The sky (median) and the bright end (99.5th percentile) of each image's band mean, which
+:func:`normalise_images` maps to 0 and 1."""
+
+
+def normalise_images(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) images shifted and scaled so that each one's sky sits at 0 and its bright end
+    at 1 (:data:`NORMALISE_QUANTILES`; the bands keep their ratios). Why: how bright a survey
+    shows its sky and its galaxies is its display's choice, not the arms'; networks trained on
+    synthetic galaxies without it find arms in real cutouts or not depending on the seed
+    (README, "Each image on its own scale"). No weights: a run trained without it loads alike."""
+    luminance = x.float().mean(1).flatten(1)
+    wanted = torch.tensor(NORMALISE_QUANTILES, device=x.device)
+    per_call = max(1, 2**24 // luminance.shape[1])  # torch.quantile takes at most 2**24 values
+    q = torch.cat([torch.quantile(part, wanted, dim=1) for part in luminance.split(per_call)], dim=1)
+    sky, bright = q[0].view(-1, 1, 1, 1), q[1].view(-1, 1, 1, 1)
+    return (x - sky) / (bright - sky).clamp_min(1e-3)
 
 
 def _double_conv(c_in: int, c_out: int, batch_norm: bool) -> nn.Sequential:
@@ -152,6 +172,8 @@ class UNet(nn.Module):
                 f"input {h}x{w} px: the U-Net needs height and width divisible by "
                 f"{self.multiple}; pad or resize to {h + ph}x{w + pw}"
             )
+        if self.args.normalise:
+            x = normalise_images(x)
         skips = []
         for level, block in enumerate(self.down):
             if level:
