@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from galseg.cli import main
 from galseg.gz3d import find_gz3d_files
+from galseg.train import load_checkpoint
 
 
 def test_synth_writes_files_and_a_preview(tmp_path, capsys):
@@ -118,11 +119,13 @@ def test_a_multi_threshold_run_evaluates_and_predicts_like_six_runs(dataset_dir,
                 "2",
                 "--batch-size",
                 "8",
+                "--normalise",  # each image on its own scale: recorded, so evaluate and predict follow
             ]
         )
         == 0
     )
     assert (run / "multi" / "best.pt").is_file() and not (run / "th3").exists()
+    assert load_checkpoint(run / "multi" / "best.pt")[0].args.normalise
     assert main(["evaluate", str(run), "--out", str(tmp_path / "eval"), "--no-full-resolution"]) == 0
     assert sorted(set(Table.read(tmp_path / "eval" / "table1.ecsv")["TH"])) == [1, 2, 3, 4, 5, 6]
     files = [str(p) for p in find_gz3d_files(gz3d_dir)[:3]]

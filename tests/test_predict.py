@@ -189,18 +189,28 @@ def test_an_exported_run_predicts_like_the_original_in_half_the_bytes(trained_ru
     assert (slim / "th3" / "best.pt").stat().st_size < 0.5 * (trained_run / "th3" / "best.pt").stat().st_size
 
 
-def test_predict_without_a_run_uses_the_ready_model(gz3d_dir, tmp_path, capsys):
-    from galseg.ready import READY_DIR
+def test_predict_without_a_run_uses_the_ready_model_with_the_real_image_settings(
+    gz3d_dir, tmp_path, capsys, monkeypatch
+):
+    from galseg import ready
+    from galseg.inference import REAL_CUT, REAL_ZOOMS
 
     path = find_gz3d_files(gz3d_dir)[2]
-    status = main(["predict", str(path), "--out", str(tmp_path / "p"), "--device", "cpu", "--workers", "0"])
-    if (READY_DIR / "run.json").is_file():
-        assert status == 0
-        catalogue = read_catalogue(tmp_path / "p" / "catalogue.ecsv")
-        assert len(catalogue) == 6 and set(catalogue["ERROR"]) == {""}
-    else:
-        err = capsys.readouterr().err.strip()
-        assert status == 2 and "galseg ready-model" in err and "\n" not in err
+    command = ["predict", str(path), "--out", str(tmp_path / "p"), "--device", "cpu", "--workers", "0"]
+    assert main(command) == 0
+    zooms = ",".join(map(str, REAL_ZOOMS))
+    assert f"ready model, --zoom {zooms} --cut {REAL_CUT:g}" in capsys.readouterr().out
+    catalogue = read_catalogue(tmp_path / "p" / "catalogue.ecsv")
+    assert set(catalogue["ERROR"]) == {""} and sorted(set(catalogue["TH"])) == [1, 2, 3, 4, 5, 6]
+    with fits.open(next((tmp_path / "p" / "masks").iterdir())) as hdul:
+        assert hdul["MASK_TH3"].header["CUT"] == pytest.approx(REAL_CUT)
+    # told otherwise, it follows; and where no model is installed, one line says how to make it
+    assert main([*command[:3], str(tmp_path / "q"), *command[4:], "--cut", "0.5", "--zoom", "1"]) == 0
+    assert "--zoom 1.0 --cut 0.5" in capsys.readouterr().out
+    monkeypatch.setattr(ready, "READY_DIR", tmp_path / "nothing")
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert "galseg ready-model" in err and "\n" not in err
 
 
 def test_compiled_networks_see_one_batch_shape_and_answer_like_eager(trained_run, monkeypatch):

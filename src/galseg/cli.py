@@ -90,6 +90,7 @@ def _train(args: argparse.Namespace) -> int:
         precision=args.precision,
         target=args.target,
         noise=NOISE if args.noise is None else args.noise,
+        normalise=TrainConfig.normalise if args.normalise is None else args.normalise,
     )
 
     train(
@@ -155,23 +156,25 @@ def _structures(target: str | None, record: dict, run) -> tuple[str, ...]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from galseg.inference import load
+    from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
     from galseg.plots import prediction_overlay
     from galseg.predict import predict_files
     from galseg.ready import ready_run
     from galseg.train import RUN_FILE, parse_thresholds, read_run, start_runtime
 
     first = Path(args.inputs[0])
-    if (first / RUN_FILE).is_file():
-        run, inputs = first, args.inputs[1:]
-    else:
-        run, inputs = ready_run(), args.inputs
+    ready = not (first / RUN_FILE).is_file()
+    run, inputs = (ready_run(), args.inputs) if ready else (first, args.inputs[1:])
     if not inputs:
         raise GalsegError(f"{run}: no inputs after the run folder; give image files or folders")
     runtime = start_runtime(args.device)
-    cut = {"cut": args.cut} if args.cut is not None else {}  # else inference.CUT
+    # the ready model is for the user's own survey cutouts: real-image settings unless told
+    zooms = args.zoom or (REAL_ZOOMS if ready else (1.0,))
+    cut = args.cut if args.cut is not None else (REAL_CUT if ready else CUT)
+    if ready and runtime.main:
+        print(f"galseg's ready model, --zoom {','.join(map(str, zooms))} --cut {cut:g}")
     predictor = load(
-        run, device=runtime.device, precision=args.precision, compile=args.compile, zooms=args.zoom, **cut
+        run, device=runtime.device, precision=args.precision, compile=args.compile, zooms=zooms, cut=cut
     )
     if args.thresholds:
         predictor = predictor.select(parse_thresholds(args.thresholds))
@@ -393,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="batch normalisation after each convolution (default: the preset's; paper: off)",
     )
     p.add_argument(
+        "--normalise",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="put each image on its own scale first, sky at 0 and bright end at 1: for networks "
+        "meant for other surveys' cutouts (default: off, the pixels as they are, as the paper did)",
+    )
+    p.add_argument(
         "--steps-per-epoch", type=_count(1), default=None, help="cap batches per epoch (quick runs)"
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -450,16 +460,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--zoom",
         type=_zooms,
-        default=(1.0,),
+        default=None,
         help="centred crops to predict, as shares of the side, highest probability kept: 1 (the "
-        "image as given, GZ:3D framing) or 1,0.6 for survey cutouts framed wider (see README)",
+        "image as given, GZ:3D framing; a run's default) or 1,0.6 for survey cutouts framed wider "
+        "(the ready model's default; see README)",
     )
     p.add_argument(
         "--cut",
         type=_fraction,
         default=None,
-        help="mark a pixel where P(votes >= th) exceeds this (default 0.5, as the networks were "
-        "trained); 0.2 for real survey images with a network trained on synthetic galaxies (see README)",
+        help="mark a pixel where P(votes >= th) exceeds this (a run's default 0.5, as the networks "
+        "were trained); 0.2 for real survey images with a network trained on synthetic galaxies, "
+        "the ready model's default (see README)",
     )
     p.add_argument(
         "--compile",

@@ -20,7 +20,7 @@ import numpy as np
 from galseg import __version__
 from galseg.dataset import open_dataset, prepare
 from galseg.evaluate import evaluate_real, evaluate_run, real_examples
-from galseg.inference import CUT, REAL_CUT, load
+from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
 from galseg.io import progress
 from galseg.metrics import (
     confusion,
@@ -41,10 +41,6 @@ from galseg.plots import (
 from galseg.predict import predict_files
 from galseg.synthetic import write_synthetic
 from galseg.train import TrainConfig, read_run, train
-
-REAL_ZOOMS = (1.0, 0.6)
-"""The zooms the real check shows beside the plain image: survey cutouts frame their galaxies
-more loosely than GZ:3D (chosen on ``shared/real``: README, "Real galaxies")."""
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ of domain), so at 0.5 they mark few. Chosen on the real check (``shared/real``; 
 choosing, never training): the lowest cut at which no more than one in ten of the smooth
 galaxies gets arms at th = 3, on the demo's network, then checked on three networks trained on
 the H200 (README, "Real galaxies")."""
+REAL_ZOOMS = (1.0, 0.6)
+"""The zooms for real survey cutouts, which frame their galaxies more loosely than GZ:3D: the image
+whole and its middle 60% enlarged (chosen on ``shared/real``: README, "Real galaxies")."""
 
 
 def check_cut(cut: float) -> float:
