@@ -31,6 +31,7 @@ from galseg.inference import CUT, REAL_CUT, check_cut, load
 from galseg.metrics import real_markdown, real_summary
 from galseg.plots import real_galaxies_figure
 from galseg.ready import ready_run
+from galseg.train import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,8 +155,12 @@ def main() -> None:
         if table1.is_file():
             t = Table.read(table1)
             t = t[t["GRID"] == "train_size"]
-            for row in t[t["TH"] == GOAL_TH]:
-                synthetic[label] = float(row["POOLED_IOU"])
+        else:  # the ready model carries its Table 1 in its record, not an evaluation folder
+            t = read_run(run).get("scores", {}).get("synthetic_table1", [])
+        if len(t):
+            for row in t:
+                if row["TH"] == GOAL_TH:
+                    synthetic[label] = float(row["POOLED_IOU"])
             print("Synthetic test galaxies, same run (Table 1, training grid):")
             for row in t:
                 print(
