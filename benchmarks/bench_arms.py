@@ -9,9 +9,11 @@ Grand-design spirals only for pitch and count (a flocculent galaxy has no single
 - median |pitch error|: over spirals where arms were found (the galaxy's pitch, ArmSummary.pitch_deg);
 - arm-count accuracy: measured count equals the true count, over all galaxies (0 for arm-less),
   over the spirals, and over the spirals whose mask marks anything; for the segments found and
-  for the mask's dominant Fourier mode (``ArmSummary.mode``);
-- the drawn masks that hold every one of the generator's arms, and how often the Fourier mode
-  equals the number of arms the mask holds (the count a perfect measurer could give);
+  for the arm count galseg reports (``ArmSummary.count``, ARM_COUNT: counted on every level's
+  mask at once), and that count on the th mask alone;
+- the drawn masks that hold every one of the generator's arms, at th and at any level (votes
+  >= 1), and how often ARM_COUNT equals the number of arms drawn at any level (the count a
+  perfect measurer could give);
 - chirality accuracy: over spirals where a chirality was measured.
 
 A last row measures with the generator's own geometry, for scale only: no user has it.
@@ -28,7 +30,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from galseg.arms import DiscGeometry, disc_geometry, measure_arms
+from galseg import THRESHOLDS
+from galseg.arms import DiscGeometry, agreement_map, count_arms, disc_geometry, measure_arms
 from galseg.bars import angle_difference_deg
 from galseg.dataset import open_dataset
 from galseg.gz3d import read_gz3d, volunteer_hints
@@ -63,9 +66,11 @@ def summarise(rows: list[dict], source: str) -> dict:
     found_n = np.array([r[f"{source}_n"] for r in rows])
     spirals = truth_n > 0
     found = spirals & (found_n > 0)
-    mode_n = np.array([r[f"{source}_mode"] for r in rows])
+    count_n = np.array([r[f"{source}_count"] for r in rows])
+    alone_n = np.array([r[f"{source}_count_alone"] for r in rows])
     drawn = spirals & np.array([r[f"{source}_drawn"] for r in rows])
     held = np.array([r[f"{source}_held"] for r in rows])
+    held_any = np.array([r[f"{source}_held_any"] for r in rows])
     pitch_error = np.abs(np.array([r[f"{source}_pitch"] - r["true_pitch"] for r in rows]))[found]
     chirality = np.array([r[f"{source}_chirality"] == r["true_chirality"] for r in rows])[found]
     return {
@@ -79,10 +84,12 @@ def summarise(rows: list[dict], source: str) -> dict:
         else np.nan,
         "arm_count_accuracy_drawn": _share_right(found_n, truth_n, drawn),
         "spirals_drawn": int(drawn.sum()),
-        "mode_accuracy_spirals": _share_right(mode_n, truth_n, spirals),
-        "mode_accuracy_drawn": _share_right(mode_n, truth_n, drawn),
+        "count_accuracy_spirals": _share_right(count_n, truth_n, spirals),
+        "count_accuracy_drawn": _share_right(count_n, truth_n, drawn),
+        "count_alone_accuracy_drawn": _share_right(alone_n, truth_n, drawn),
         "all_arms_in_mask_drawn": float(np.mean(held[drawn] == truth_n[drawn])) if drawn.any() else np.nan,
-        "mode_accuracy_vs_arms_in_mask": _share_right(mode_n, held, drawn & (held > 0)),
+        "all_arms_at_any_level_drawn": _share_right(held_any, truth_n, drawn),
+        "count_accuracy_vs_arms_drawn": _share_right(count_n, held_any, drawn & (held_any > 0)),
         "chirality_accuracy": float(np.mean(chirality)) if chirality.size else np.nan,
         "median_axis_ratio_error": float(
             np.median(np.array([r[f"{source}_axis_ratio_error"] for r in rows])[spirals])
@@ -112,7 +119,9 @@ def main() -> None:
     source_dir = Path(data.manifest["source_dir"])
     chosen = data.catalogue if args.split == "all" else data.catalogue[data.catalogue["SPLIT"] == args.split]
     test = chosen[: args.n]
-    predictor = load(args.run, device="cpu").select([args.threshold]).only("spiral") if args.run else None
+    predictor = load(args.run, device="cpu").only("spiral") if args.run else None
+    if predictor is not None and args.threshold not in predictor.thresholds:
+        raise SystemExit(f"{args.run}: predicts thresholds {predictor.thresholds}, not {args.threshold}")
     rows = []
     for row in progress(test, desc="arms"):
         galaxy = read_gz3d(source_dir / row["SOURCE_FILE"], outlines=False)
@@ -125,9 +134,12 @@ def main() -> None:
             "true_pitch": truth.pitch_deg,
             "true_chirality": truth.chirality,
         }
-        masks = {"volunteers": galaxy.spiral_votes >= args.threshold}
+        # every level's mask, lowest threshold first: arms are counted on all of them at once
+        levels = {"volunteers": np.stack([galaxy.spiral_votes >= th for th in THRESHOLDS])}
+        masks = {"volunteers": levels["volunteers"][THRESHOLDS.index(args.threshold)]}
         if predictor is not None:
-            masks["model"] = predictor.predict_image(galaxy.image)[0] > 0.5
+            levels["model"] = predictor.predict_image(galaxy.image) > predictor.cut
+            masks["model"] = levels["model"][predictor.thresholds.index(args.threshold)]
         centre, stars = volunteer_hints(galaxy)
         geometries = {
             "image": disc_geometry(galaxy.image),
@@ -137,17 +149,23 @@ def main() -> None:
             ),
         }
         held = {source: arms_in_mask(truth, mask) for source, mask in masks.items()}
+        held_any = {source: arms_in_mask(truth, level[0]) for source, level in levels.items()}
         for source, mask in masks.items():
+            agreement = agreement_map(levels[source])
             for how, geometry in geometries.items():
-                _, summary = measure_arms(mask, galaxy.image, geometry=geometry)
+                count = count_arms(agreement, geometry)
+                _, summary = measure_arms(mask, galaxy.image, geometry=geometry, count=count)
+                alone = measure_arms(mask, galaxy.image, geometry=geometry)[1].count
                 record.update(
                     {
                         f"{source}, {how}_n": summary.n_arms,
                         f"{source}, {how}_pitch": summary.pitch_deg,
                         f"{source}, {how}_chirality": summary.chirality,
-                        f"{source}, {how}_mode": summary.mode,
+                        f"{source}, {how}_count": summary.count,
+                        f"{source}, {how}_count_alone": alone,
                         f"{source}, {how}_drawn": bool(mask.any()),
                         f"{source}, {how}_held": held[source],
+                        f"{source}, {how}_held_any": held_any[source],
                         f"{source}, {how}_centre_error": float(
                             np.hypot(geometry.x - truth.centre_x, geometry.y - truth.centre_y)
                         ),
@@ -168,19 +186,21 @@ def main() -> None:
     )
     print(
         "| mask, geometry | spirals (mask drawn, arms found) | median abs pitch error | "
-        "count right, segments (all / spirals / drawn) | count right, Fourier mode (spirals / drawn) | "
-        "drawn masks holding every arm | Fourier mode = arms the mask holds | "
+        "count right, segments (all / spirals / drawn) | count right, ARM_COUNT (spirals / drawn) | "
+        f"count right, on the th={args.threshold} mask alone (drawn) | drawn masks holding every arm "
+        f"(th={args.threshold} / any level) | ARM_COUNT = arms drawn at any level | "
         "winding accuracy | centre within 5 px | median axis-ratio / angle error |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for source, r in results.items():
         print(
             f"| {source} | {r['spirals']} ({r['spirals_drawn']}, {r['spirals_with_arms_found']}) | "
             f"{r['median_abs_pitch_error_deg']:.1f} deg"
             f" | {r['arm_count_accuracy']:.2f} / {r['arm_count_accuracy_spirals']:.2f} / "
-            f"{r['arm_count_accuracy_drawn']:.2f} | {r['mode_accuracy_spirals']:.2f} / "
-            f"{r['mode_accuracy_drawn']:.2f} | {r['all_arms_in_mask_drawn']:.2f} | "
-            f"{r['mode_accuracy_vs_arms_in_mask']:.2f} | {r['chirality_accuracy']:.2f} | "
+            f"{r['arm_count_accuracy_drawn']:.2f} | {r['count_accuracy_spirals']:.2f} / "
+            f"{r['count_accuracy_drawn']:.2f} | {r['count_alone_accuracy_drawn']:.2f} | "
+            f"{r['all_arms_in_mask_drawn']:.2f} / {r['all_arms_at_any_level_drawn']:.2f} | "
+            f"{r['count_accuracy_vs_arms_drawn']:.2f} | {r['chirality_accuracy']:.2f} | "
             f"{r['centre_within_5px']:.2f} | {r['median_axis_ratio_error']:.3f} / "
             f"{r['median_angle_error_deg']:.1f} deg |"
         )

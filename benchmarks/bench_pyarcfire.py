@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from galseg.arms import disc_geometry, linear_flux, measure_arms
+from galseg import THRESHOLDS
+from galseg.arms import agreement_map, count_arms, disc_geometry, linear_flux, measure_arms
 from galseg.dataset import open_dataset
 from galseg.evaluate import real_galaxies
 from galseg.gz3d import read_gz3d, volunteer_hints
@@ -63,11 +64,14 @@ def pyarcfire_measure(finder, image: np.ndarray, z_name) -> dict:
     return {"n": n, "pitch": pitch, "chirality": chirality, "seconds": time.perf_counter() - start}
 
 
-def galseg_measure(mask: np.ndarray, image: np.ndarray, geometry) -> dict:
+def galseg_measure(mask: np.ndarray, image: np.ndarray, geometry, levels: np.ndarray | None = None) -> dict:
+    """galseg's measurement of one mask; ``levels``: the masks at every threshold, on which the
+    arms are counted, as galseg predict and evaluate count them."""
     start = time.perf_counter()
-    _, summary = measure_arms(mask, image, geometry=geometry)
+    count = count_arms(agreement_map(levels), geometry) if levels is not None else None
+    _, summary = measure_arms(mask, image, geometry=geometry, count=count)
     return {
-        "n": summary.mode,  # the arm count galseg reports (ARM_MODE), not the segments found
+        "n": summary.count,  # the arm count galseg reports (ARM_COUNT), not the segments found
         "pitch": summary.pitch_deg,
         "chirality": summary.chirality,
         "seconds": time.perf_counter() - start,
@@ -145,12 +149,11 @@ def main() -> None:
         geometry = disc_geometry(galaxy.image, centre=centre, stars=stars)
         record = {"ref_n": truth.n_arms, "ref_pitch": truth.pitch_deg, "ref_chirality": truth.chirality}
         record["pyarcfire (image)"] = pyarcfire_measure(finder, linear_flux(galaxy.image), z_name)
-        record["galseg (volunteers' mask, th=3)"] = galseg_measure(
-            galaxy.spiral_votes >= 3, galaxy.image, geometry
-        )
+        votes = np.stack([galaxy.spiral_votes >= th for th in THRESHOLDS])
+        record["galseg (volunteers' mask, th=3)"] = galseg_measure(votes[2], galaxy.image, geometry, votes)
         if predictor is not None:
-            p = predictor.predict_image(galaxy.image)
-            record["galseg (network's mask, th=3)"] = galseg_measure(p[2] > CUT, galaxy.image, geometry)
+            p = predictor.predict_image(galaxy.image) > CUT
+            record["galseg (network's mask, th=3)"] = galseg_measure(p[2], galaxy.image, geometry, p)
         rows.append(record)
     methods = [k for k in rows[0] if not k.startswith("ref_")] if rows else []
     synthetic = [summarise(rows, m, count=True) for m in methods]

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from galseg.arms import DiscGeometry, disc_geometry, label_components, measure_arms, spiral_curve
+from galseg.arms import (
+    DiscGeometry,
+    agreement_map,
+    count_arms,
+    disc_geometry,
+    label_components,
+    measure_arms,
+    spiral_curve,
+)
 from galseg.bars import angle_difference_deg
 from galseg.gz3d import rasterise_outlines
 
@@ -144,7 +152,7 @@ def test_arm_count(n_arms):
     mask, image, _ = spiral_galaxy(25, "S", n_arms, 30)
     arms, summary = measure_arms(mask, image)
     assert summary.n_arms == n_arms
-    assert summary.mode == n_arms
+    assert summary.count == n_arms
     # lengths along the spiral: (r_max - r_min) / sin(pitch), about (110 - 15) / sin 25 deg
     assert all(150 < arm.length_px < 260 for arm in arms)
     assert np.isnan(arms[0].length_arcsec)
@@ -188,8 +196,8 @@ def test_components_are_8_connected_and_counted():
 
 
 @pytest.mark.parametrize("n_arms", [1, 2, 3])
-def test_the_fourier_mode_counts_arms_drawn_in_pieces(n_arms):
-    """Volunteers draw arms in pieces: each piece is a segment, but the symmetry is unchanged."""
+def test_arms_drawn_in_pieces_are_counted_once(n_arms):
+    """Volunteers draw arms in pieces: each piece is a segment, but the arms are as many."""
     mask, image, disc = spiral_galaxy(20, "Z", n_arms, 45)
     y, x = np.mgrid[0:SIZE, 0:SIZE]
     dx, dy = x - CENTRE, CENTRE - y
@@ -198,12 +206,33 @@ def test_the_fourier_mode_counts_arms_drawn_in_pieces(n_arms):
     gaps = np.abs(disc_r - 45) < 3  # a circle in the disc cut through every arm
     arms, summary = measure_arms(mask & ~gaps, image)  # geometry measured from the image
     assert summary.n_arms > n_arms  # the pieces
-    assert summary.mode == n_arms
+    assert summary.count == n_arms
 
 
-def test_no_mask_no_mode():
+@pytest.mark.parametrize("n_arms", [5, 6])
+@pytest.mark.parametrize("pitch", [10, 30])
+def test_many_arms_are_counted_at_tight_and_open_pitch(n_arms, pitch):
+    mask, image, _ = spiral_galaxy(pitch, "S", n_arms, 45)
+    assert measure_arms(mask, image)[1].count == n_arms
+
+
+def test_an_arm_fewer_volunteers_drew_is_still_counted():
+    """Votes >= 3 hold one arm of two; the second was drawn by two volunteers only."""
+    mask, image, _ = spiral_galaxy(25, "Z", 2, 40)
+    labels = label_components(mask)
+    first = labels == 1
+    levels = np.stack([mask, mask, first, first, first, np.zeros_like(mask)])  # votes >= 1, ..., >= 6
+    assert measure_arms(first, image)[1].count == 1  # the th = 3 mask alone
+    geometry = disc_geometry(image)
+    count = count_arms(agreement_map(levels), geometry)  # every level at once
+    arms, summary = measure_arms(first, image, geometry=geometry, count=count)
+    assert summary.count == 2
+    assert len(arms) == 1  # segments and pitch stay the th = 3 mask's
+
+
+def test_no_mask_no_count():
     mask, image, _ = spiral_galaxy(20, "Z", 2, 0)
-    assert measure_arms(np.zeros_like(mask), image)[1].mode == 0
+    assert measure_arms(np.zeros_like(mask), image)[1].count == 0
 
 
 def barred_spiral_image(q: float, pa: float) -> np.ndarray:
@@ -236,3 +265,39 @@ def test_the_disc_fit_sees_through_arms_and_bar(q, pa):
     isophote = errors(disc_geometry(image, fit=False))
     assert fitted[0] < 0.02 and fitted[1] < 5
     assert fitted[0] < isophote[0] and fitted[1] < isophote[1]
+
+
+def test_arms_of_generated_galaxies_measured_as_a_user_would():
+    """The generator's galaxies (sky noise, stars, bars, inclination, volunteers who skip faint
+    arms), measured from the image with the files' centre and star clicks, never the truth."""
+    from galseg import THRESHOLDS
+    from galseg.gz3d import volunteer_hints
+    from galseg.synthetic import synthesize
+
+    rows = []
+    for index in range(250):
+        galaxy, truth = synthesize(index, seed=1)
+        votes = galaxy.spiral_votes
+        if truth.kind == "flocculent" or not truth.n_arms or not (votes >= 3).any():
+            continue  # grand-design spirals drawn at th = 3
+        centre, stars = volunteer_hints(galaxy)
+        geometry = disc_geometry(galaxy.image, centre=centre, stars=stars)
+        agreement = agreement_map(np.stack([votes >= th for th in THRESHOLDS]))
+        count = count_arms(agreement, geometry)
+        summary = measure_arms(votes >= 3, galaxy.image, geometry=geometry, count=count)[1]
+        alone = measure_arms(votes >= 3, galaxy.image, geometry=geometry)[1]
+        rows.append(
+            (
+                summary.count == truth.n_arms,
+                alone.count == truth.n_arms,
+                abs(summary.pitch_deg - truth.pitch_deg),
+                summary.chirality == truth.chirality if summary.chirality else np.nan,
+                np.hypot(geometry.x - truth.centre_x, geometry.y - truth.centre_y),
+            )
+        )
+    right, right_alone, pitch_error, winding, centre_error = np.array(rows, dtype=float).T
+    assert len(rows) >= 20
+    assert right.mean() >= 0.75 and right.mean() > right_alone.mean()  # every level's arms count
+    assert np.nanmedian(pitch_error) < 2.5
+    assert np.nanmean(winding) >= 0.9
+    assert np.mean(centre_error <= 5) >= 0.9

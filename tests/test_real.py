@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from galseg import GalsegError
-from galseg.evaluate import arm_auc, evaluate_real, inter_arm_disc, real_galaxies
+from galseg.evaluate import ARM_NUMBER_ANSWERS, arm_auc, evaluate_real, inter_arm_disc, real_galaxies
 from galseg.inference import CUT
 from galseg.metrics import real_markdown, real_summary
 
@@ -143,3 +143,45 @@ def test_arm_auc_ranks_arm_pixels_against_the_disc_between_them():
     straight = np.zeros((64, 64), bool)
     straight[10:50, 30:33] = True
     assert np.isnan(arm_auc(on_arm, straight, inter_arm_disc(straight, 3)))
+
+
+def _two_arms() -> np.ndarray:
+    """Two logarithmic spiral arms (pitch 20 deg, 5 px wide) about the image's middle."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE] - (SIZE - 1) / 2
+    r, theta = np.hypot(x, y) + 1e-9, np.arctan2(y, x)
+    mask = np.zeros((SIZE, SIZE), bool)
+    for start in (0.0, np.pi):
+        ridge = start + np.log(r / 6) / np.tan(np.radians(20))
+        mask |= np.abs(np.angle(np.exp(1j * (theta - ridge)))) * r < 2.5
+    return mask & (r > 8) & (r < 44)
+
+
+@dataclass
+class SpiralOracle(Oracle):
+    """Marks two spiral arms at both levels in the colour cutouts."""
+
+    def predict_image(self, image: np.ndarray) -> np.ndarray:
+        if image[0, 0, 0] == 40:
+            return super().predict_image(image)
+        return np.stack([_two_arms(), _two_arms()]).astype(np.float32)
+
+
+@pytest.mark.parametrize(("votes", "expected"), [("0.1,0.7,0.1,0,0,0.1", 2), ("0.1,0.2,0.1,0,0,0.6", -1)])
+def test_the_arm_count_is_checked_against_galaxy_zoos_arm_number(real_folder, votes, expected):
+    """Galaxy Zoo's most-voted answer to "how many spiral arms" (none where "can't tell" wins)."""
+    table = real_folder / "colour" / "gz_decals" / "gz_decals_volunteers_5.csv"
+    answers = ",".join(ARM_NUMBER_ANSWERS["decals"])  # one, two, three, four, more, can't tell
+    header, *rows = table.read_text().splitlines()
+    table.write_text(f"{header},{answers}\n{rows[0]},{votes}\n{rows[1]},0,0,0,0,0,0\n{rows[2]},0,0,0,0,0,0\n")
+    y, x = np.mgrid[0:SIZE, 0:SIZE] - (SIZE - 1) / 2
+    disc = (200 * np.exp(-np.hypot(x, y) / 12)).astype(np.uint8)  # a face-on disc to centre on
+    Image.fromarray(np.repeat(disc[..., None], 3, axis=2)).save(table.parent / "Jspiral.png")
+    arms = {g.name: g.n_arms for g in real_galaxies(real_folder)}
+    assert arms["decals Jspiral"] == expected
+    assert {n for name, n in arms.items() if name != "decals Jspiral"} == {-1}  # smooth, edge-on, SpArcFiRe
+    summary = real_summary(evaluate_real(SpiralOracle(), real_folder))
+    row = summary[summary["TH"] == 3][0]
+    assert row["N_COUNT"] == (1 if expected > 0 else 0)
+    if expected > 0:
+        assert row["ARM_COUNT_AGREEMENT"] == pytest.approx(1.0)  # two arms marked, two voted
+        assert "1 of 1 |" in real_markdown(summary)

@@ -19,7 +19,7 @@ from scipy.stats import mannwhitneyu
 from skimage.morphology import convex_hull_image
 
 from galseg import THRESHOLDS, GalsegError, __version__
-from galseg.arms import geometry_and_light, measure_arms
+from galseg.arms import agreement_map, count_arms, geometry_and_light, measure_arms
 from galseg.dataset import open_dataset
 from galseg.gz3d import rasterise_outlines, read_gz3d
 from galseg.inference import CUT, Predictor, check_cut, load, upsample
@@ -288,6 +288,29 @@ class RealGalaxy:
     arm_mask: Path | None = None  # SpArcFiRe's arm mask, for the non-weak SpArcFiRe galaxies
     pitch_deg: float = np.nan  # SpArcFiRe's |pitch| of the dominant winding
     chirality: str = ""
+    n_arms: int = -1  # Galaxy Zoo's most-voted arm number (5: more than four; -1: none, can't tell)
+
+
+ARM_NUMBER_ANSWERS = {
+    "decals": [f"spiral-arm-count_{a}_fraction" for a in ("1", "2", "3", "4", "more-than-4", "cant-tell")],
+    "gz2": [
+        f"t11_arms_number_{a}_fraction"
+        for a in ("a31_1", "a32_2", "a33_3", "a34_4", "a36_more_than_4", "a37_cant_tell")
+    ],
+    "kaggle": [f"Class11.{a}" for a in range(1, 7)],
+}
+"""Galaxy Zoo's "how many spiral arms" answers per catalogue: one, two, three, four, more than
+four, can't tell (a catalogue without the last has no such column)."""
+
+
+def _arm_number(row, answers: list[str]) -> int:
+    """The most-voted arm number of one Galaxy Zoo row (5 for more than four), -1 where nobody
+    answered or "can't tell" won."""
+    if row is None:
+        return -1
+    shares = [float(row[a]) if a in row.colnames and np.isfinite(float(row[a])) else 0.0 for a in answers]
+    best = int(np.argmax(shares))
+    return -1 if shares[best] <= 0 or best == 5 else best + 1
 
 
 def _votes(table: Table, key: str, value: str) -> Table | None:
@@ -332,7 +355,8 @@ def real_galaxies(folder: str | os.PathLike[str]) -> list[RealGalaxy]:
                 if row["smooth-or-featured_smooth_fraction"] > 0.5
                 else kind
             )
-        galaxies.append(RealGalaxy(png, f"decals {png.stem}", kind))
+        n_arms = _arm_number(row, ARM_NUMBER_ANSWERS["decals"]) if kind == "spiral" else -1
+        galaxies.append(RealGalaxy(png, f"decals {png.stem}", kind, n_arms=n_arms))
     if (colour / "gz2" / "gz2_hart16.csv").is_file():
         hart = Table.read(colour / "gz2" / "gz2_hart16.csv", format="ascii.csv")
         mapping = Table.read(colour / "gz2" / "gz2_filename_mapping.csv", format="ascii.csv")
@@ -342,7 +366,8 @@ def real_galaxies(folder: str | os.PathLike[str]) -> list[RealGalaxy]:
             label = str(row["gz2_class"]) if row is not None else ""
             kind = "spiral" if label.startswith("S") and not label.startswith("Se") else "other"
             kind = "smooth" if label.startswith("E") else kind
-            galaxies.append(RealGalaxy(png, f"gz2 {png.stem}", kind))
+            n_arms = _arm_number(row, ARM_NUMBER_ANSWERS["gz2"]) if kind == "spiral" else -1
+            galaxies.append(RealGalaxy(png, f"gz2 {png.stem}", kind, n_arms=n_arms))
     if (colour / "gz_kaggle" / "training_solutions_rev1.csv").is_file():
         kaggle = Table.read(colour / "gz_kaggle" / "training_solutions_rev1.csv", format="ascii.csv")
         for png in sorted((colour / "gz_kaggle").glob("*.png")):
@@ -350,7 +375,8 @@ def real_galaxies(folder: str | os.PathLike[str]) -> list[RealGalaxy]:
             kind = "other"
             if row is not None:  # Class4.1: spiral arms, as a share of all volunteers
                 kind = "spiral" if row["Class4.1"] > 0.5 else "smooth" if row["Class1.1"] > 0.5 else kind
-            galaxies.append(RealGalaxy(png, f"kaggle {png.stem}", kind))
+            n_arms = _arm_number(row, ARM_NUMBER_ANSWERS["kaggle"]) if kind == "spiral" else -1
+            galaxies.append(RealGalaxy(png, f"kaggle {png.stem}", kind, n_arms=n_arms))
     return galaxies
 
 
@@ -398,7 +424,8 @@ def evaluate_real(
     """Predict every real cutout and score it: per galaxy, cut-off and threshold (pixels above the
     cut), whether arms were found, and against SpArcFiRe's arm masks the matched pixels (within
     :data:`REAL_TOLERANCE_NET_PX` network pixels) and the arm-over-disc ranking (:func:`arm_auc`),
-    plus the measured pitch and winding beside SpArcFiRe's. ``cuts``: probability cut-offs scored
+    plus the measured pitch and winding beside SpArcFiRe's and the arm count beside Galaxy Zoo's
+    volunteers' (``REF_ARMS``). ``cuts``: probability cut-offs scored
     side by side from one prediction of each image (the ``CUT`` column); by default the
     predictor's own."""
     predictor = predictor.only("spiral")  # the references are arms; a run's bar head is not scored
@@ -415,8 +442,10 @@ def evaluate_real(
             between = inter_arm_disc(reference, tolerance)
             aucs = [arm_auc(plane, reference, between) for plane in probabilities]
         for cut in cuts:
+            marked = probabilities > cut
+            count = count_arms(agreement_map(marked), geometry) if measure and marked.any() else -1
             for k, th in enumerate(predictor.thresholds):
-                mask = probabilities[k] > cut
+                mask = marked[k]
                 row = {
                     "NAME": galaxy.name,
                     "KIND": galaxy.kind,
@@ -432,6 +461,8 @@ def evaluate_real(
                     "CHIRALITY": "",
                     "REF_PITCH_DEG": galaxy.pitch_deg,
                     "REF_CHIRALITY": galaxy.chirality,
+                    "ARM_COUNT": count if mask.any() else -1,  # every level at once, as galseg predict
+                    "REF_ARMS": galaxy.n_arms,
                 }
                 if reference is not None:
                     near = _near(mask, reference, tolerance)

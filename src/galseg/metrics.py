@@ -379,8 +379,9 @@ def human_reference_markdown(table: Table) -> str:
 def real_summary(per_galaxy: Table) -> Table:
     """Per threshold: arm recall and precision against SpArcFiRe (mean over its non-weak galaxies,
     and pooled), the median arm-over-disc ranking (``ARM_AUC``, whatever the cut-off), share of
-    Galaxy Zoo spirals and of smooth galaxies given arms, and pitch and winding against SpArcFiRe
-    where both measured. The rows of one cut-off (``CUT``) at a time."""
+    Galaxy Zoo spirals and of smooth galaxies given arms, pitch and winding against SpArcFiRe
+    where both measured, and the arm count against Galaxy Zoo's most-voted arm number where both
+    exist. The rows of one cut-off (``CUT``) at a time."""
     if "CUT" in per_galaxy.colnames and len(set(per_galaxy["CUT"])) > 1:
         raise GalsegError("real_summary: rows of several cut-offs; select one CUT first")
     rows = []
@@ -391,6 +392,11 @@ def real_summary(per_galaxy: Table) -> Table:
         precision = _mean_ratio(ref["MATCHED_MASK_PX"], ref["ARM_PIXELS"])
         spirals, smooth = t[t["KIND"] == "spiral"], t[t["KIND"] == "smooth"]
         measured = ref[(ref["CHIRALITY"] != "") & np.isfinite(np.asarray(ref["PITCH_DEG"], float))]
+        counted = t[(t["REF_ARMS"] > 0) & (t["ARM_COUNT"] > 0)] if "REF_ARMS" in t.colnames else t[:0]
+        # Galaxy Zoo's "more than four" (5) agrees with five or six
+        agrees = (counted["ARM_COUNT"] == counted["REF_ARMS"]) | (
+            (counted["REF_ARMS"] == 5) & (counted["ARM_COUNT"] >= 5)
+        )
         rows.append(
             {
                 "TH": int(th),
@@ -417,6 +423,8 @@ def real_summary(per_galaxy: Table) -> Table:
                 "WINDING_AGREEMENT": float(np.mean(measured["CHIRALITY"] == measured["REF_CHIRALITY"]))
                 if len(measured)
                 else np.nan,
+                "N_COUNT": len(counted),
+                "ARM_COUNT_AGREEMENT": float(np.mean(agrees)) if len(counted) else np.nan,
             }
         )
     return Table(rows=rows)
@@ -428,12 +436,19 @@ def _mean_ratio(numerator, denominator) -> float:
     return float(np.nanmean(ratios)) if np.isfinite(ratios).any() else np.nan
 
 
+def _share(row, share: str, count: str) -> str:
+    """A share over n galaxies as "k of n" ("-" for none, or a summary written before the column)."""
+    if share not in row.colnames or not row[count]:
+        return "-"
+    return f"{round(row[share] * row[count])} of {row[count]}"
+
+
 def real_markdown(summary: Table) -> str:
     """The real-image check as a Markdown table, one line per threshold."""
     lines = [
         "| th | arm recall (mean / pooled) | arm precision (mean / pooled) | arms above disc (AUC) | "
-        "spirals with arms | smooth with arms | median pitch error | winding agrees |",
-        "| ---: | --- | --- | ---: | --- | --- | --- | --- |",
+        "spirals with arms | smooth with arms | median pitch error | winding agrees | arm count agrees |",
+        "| ---: | --- | --- | ---: | --- | --- | --- | --- | --- |",
     ]
     for r in summary:
         lines.append(
@@ -441,6 +456,7 @@ def real_markdown(summary: Table) -> str:
             f"{r['PRECISION']:.2f} / {r['POOLED_PRECISION']:.2f} | {r['ARM_AUC']:.2f} | "
             f"{100 * r['SPIRALS_WITH_ARMS']:.0f}% of {r['N_SPIRAL']} | "
             f"{100 * r['SMOOTH_WITH_ARMS']:.0f}% of {r['N_SMOOTH']} | "
-            f"{r['MEDIAN_PITCH_ERROR_DEG']:.1f} deg ({r['N_PITCH']}) | {100 * r['WINDING_AGREEMENT']:.0f}% |"
+            f"{r['MEDIAN_PITCH_ERROR_DEG']:.1f} deg ({r['N_PITCH']}) | {100 * r['WINDING_AGREEMENT']:.0f}% | "
+            f"{_share(r, 'ARM_COUNT_AGREEMENT', 'N_COUNT')} |"
         )
     return "\n".join(lines) + "\n"

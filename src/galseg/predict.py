@@ -31,7 +31,15 @@ from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 from galseg import GalsegError, __version__
-from galseg.arms import Arm, ArmSummary, DiscGeometry, geometry_and_light, measure_arms
+from galseg.arms import (
+    Arm,
+    ArmSummary,
+    DiscGeometry,
+    agreement_map,
+    count_arms,
+    geometry_and_light,
+    measure_arms,
+)
 from galseg.bars import NO_BAR, measure_bar
 from galseg.gz3d import N_HDUS, bintable_bytes, image_bytes, read_gz3d, volunteer_hints, wcs_header
 from galseg.inference import CUT, Predictor, by_structure, combine_zooms, zoom_views
@@ -215,7 +223,7 @@ STAT_COLUMNS = (
     "PITCH_ERR_DEG",
     "CHIRALITY",
     "CHIRALITY_AGREEMENT",
-    "ARM_MODE",
+    "ARM_COUNT",
 )
 STAT_DTYPES = ("i2", "?", "i8", "f4", "f4", "f4", "i2", "f4", "f4", "U1", "f4", "i2")
 BAR_COLUMNS = (
@@ -344,8 +352,8 @@ def add_bar_columns(
 
 
 def add_arm_summaries(stats: Table, arms: dict[int, tuple[list[Arm], ArmSummary]], *, measured: bool) -> None:
-    """Per-threshold arm columns: segments found, pitch, chirality, and the arm count as the mask's
-    dominant Fourier mode (N_ARMS and ARM_MODE -1 when arms were not measured)."""
+    """Per-threshold arm columns: segments found, pitch, chirality, and the number of arms, counted
+    on every level's mask at once (N_ARMS and ARM_COUNT -1 when arms were not measured)."""
     summaries = [arms[int(th)][1] if measured else None for th in stats["TH"]]
     stats["N_ARMS"] = np.array([s.n_arms if s else -1 for s in summaries], dtype="i2")
     stats["PITCH_DEG"] = np.array([s.pitch_deg if s else np.nan for s in summaries], dtype="f4")
@@ -354,7 +362,7 @@ def add_arm_summaries(stats: Table, arms: dict[int, tuple[list[Arm], ArmSummary]
     stats["CHIRALITY_AGREEMENT"] = np.array(
         [s.chirality_agreement if s else np.nan for s in summaries], dtype="f4"
     )
-    stats["ARM_MODE"] = np.array([s.mode if s else -1 for s in summaries], dtype="i2")
+    stats["ARM_COUNT"] = np.array([s.count if s else -1 for s in summaries], dtype="i2")
 
 
 def arms_table(arms: dict[int, tuple[list[Arm], ArmSummary]]) -> Table:
@@ -535,13 +543,16 @@ def galaxy_statistics(
             stats[column] = arm_stats[column]
         if context is not None:
             _, light, arcsec = context
+            marked = planes["spiral"] > cut
+            count = count_arms(agreement_map(marked), geometry)  # every level at once, one count
             arms = {
                 th: measure_arms(
-                    planes["spiral"][k] > cut,
+                    marked[k],
                     source.image,
                     geometry=geometry,
                     arcsec_per_px=arcsec,
                     light=light,
+                    count=count,
                 )
                 for k, th in enumerate(thresholds)
             }
@@ -647,8 +658,8 @@ def predict_files(
     run_id = (
         f"{predictor.run_id}:{'tta' if tta else 'plain'}:{','.join(map(str, predictor.thresholds))}"
         f":{'+'.join(predictor.structures)}:{'measured' if measure_arms_too else 'masks'}"
-        f":zoom{','.join(map(str, predictor.zooms))}:cut{predictor.cut}"
-    )
+        f":zoom{','.join(map(str, predictor.zooms))}:cut{predictor.cut}:{','.join(STAT_COLUMNS)}"
+    )  # the catalogue's columns too: parts written with other columns are redone, never mixed in
     run_id = hashlib.sha256(run_id.encode()).hexdigest()[:16]
     mine = list(range(rank, len(paths), world))
     todo = [i for i in mine if not _finished(out / "masks" / f"{names[i]}.fits.gz", run_id, stamps[i])]
@@ -823,7 +834,7 @@ _UNMEASURED = {
     "PITCH_ERR_DEG": np.nan,
     "CHIRALITY": "",
     "CHIRALITY_AGREEMENT": np.nan,
-    "ARM_MODE": -1,
+    "ARM_COUNT": -1,
     "HAS_BAR": False,
     "BAR_PIXELS": 0,
     **dict.fromkeys(BAR_COLUMNS[2:], np.nan),
