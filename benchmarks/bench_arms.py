@@ -155,7 +155,7 @@ def main() -> None:
             for how, geometry in geometries.items():
                 count = count_arms(agreement, geometry)
                 _, summary = measure_arms(mask, galaxy.image, geometry=geometry, count=count)
-                alone = measure_arms(mask, galaxy.image, geometry=geometry)[1].count
+                alone = count_arms(mask, geometry)  # the same counter on the th mask alone
                 record.update(
                     {
                         f"{source}, {how}_n": summary.n_arms,

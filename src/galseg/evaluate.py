@@ -469,7 +469,7 @@ def evaluate_real(
                     row.update(MATCHED_MASK_PX=near[0], MATCHED_REF_PX=near[2], REF_PX=near[3])
                     row["ARM_AUC"] = aucs[k]
                 if measure and mask.any():
-                    summary = measure_arms(mask, image, geometry=geometry, light=light)[1]
+                    summary = measure_arms(mask, image, geometry=geometry, light=light, count=count)[1]
                     row.update(PITCH_DEG=summary.pitch_deg, CHIRALITY=summary.chirality)
                 rows.append(row)
     return Table(rows=rows)

@@ -392,7 +392,7 @@ def real_summary(per_galaxy: Table) -> Table:
         precision = _mean_ratio(ref["MATCHED_MASK_PX"], ref["ARM_PIXELS"])
         spirals, smooth = t[t["KIND"] == "spiral"], t[t["KIND"] == "smooth"]
         measured = ref[(ref["CHIRALITY"] != "") & np.isfinite(np.asarray(ref["PITCH_DEG"], float))]
-        counted = t[(t["REF_ARMS"] > 0) & (t["ARM_COUNT"] > 0)] if "REF_ARMS" in t.colnames else t[:0]
+        counted = t[(t["REF_ARMS"] > 0) & (t["ARM_COUNT"] > 0)]
         # Galaxy Zoo's "more than four" (5) agrees with five or six
         agrees = (counted["ARM_COUNT"] == counted["REF_ARMS"]) | (
             (counted["REF_ARMS"] == 5) & (counted["ARM_COUNT"] >= 5)
@@ -437,8 +437,8 @@ def _mean_ratio(numerator, denominator) -> float:
 
 
 def _share(row, share: str, count: str) -> str:
-    """A share over n galaxies as "k of n" ("-" for none, or a summary written before the column)."""
-    if share not in row.colnames or not row[count]:
+    """A share over n galaxies as "k of n" ("-" for none)."""
+    if not row[count]:
         return "-"
     return f"{round(row[share] * row[count])} of {row[count]}"
 
