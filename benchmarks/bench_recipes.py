@@ -41,13 +41,13 @@ def parse_recipe(text: str) -> tuple[str, dict]:
         key, _, value = item.partition("=")
         if key not in fields or key in ("dataset", "out"):
             raise SystemExit(f"bench_recipes: recipe {name!r}: unknown setting {key!r}")
-        default = fields[key].default
-        if isinstance(default, bool):
+        kind = str(fields[key].type)  # the annotation's text: settings left None still have a type
+        if kind.startswith("bool"):
             overrides[key] = value.lower() in ("1", "true", "yes")
-        elif isinstance(default, int):
-            overrides[key] = int(value)
-        elif isinstance(default, float):
+        elif kind.startswith("float"):
             overrides[key] = float(value)
+        elif kind.startswith("int"):
+            overrides[key] = int(value)
         else:
             overrides[key] = value
     if not name.isidentifier():

@@ -230,3 +230,105 @@ def test_resume_with_more_epochs_extends_a_finished_run(dataset_dir, tmp_path):
     train(config(2), log=quiet)
     state = train(config(3), resume=True, log=quiet)["th3"]
     assert [h["epoch"] for h in state.history] == [1, 2, 3]
+
+
+def test_recipes_fill_every_optimiser_setting_and_the_paper_recipe_is_the_papers():
+    base = TrainConfig(dataset="x", out="y")
+    assert (base.recipe, base.optimizer, base.dice, base.select_on) == ("base", "adam", 0, "validation")
+    galseg = TrainConfig(dataset="x", out="y", recipe="galseg")
+    assert (galseg.optimizer, galseg.schedule, galseg.select_on) == ("adamw", "cosine", "validation")
+    assert galseg.dice > 0 and galseg.clip > 0
+    paper = TrainConfig(dataset="x", out="y", recipe="paper")
+    assert (paper.optimizer, paper.schedule, paper.lr, paper.dice, paper.clip) == (
+        "adam",
+        "constant",
+        1e-3,
+        0,
+        0,
+    )
+    assert paper.select_on == "test"  # the paper chose its epoch on the test galaxies
+    # a setting given wins over the recipe's
+    mixed = TrainConfig(dataset="x", out="y", recipe="paper", select_on="validation", dice=1.0)
+    assert (mixed.select_on, mixed.dice, mixed.optimizer) == ("validation", 1.0, "adam")
+    with pytest.raises(GalsegError, match="--recipe 'fast': choose base, paper, galseg"):
+        TrainConfig(dataset="x", out="y", recipe="fast")
+    with pytest.raises(GalsegError, match="--warmup 0.9"):
+        TrainConfig(dataset="x", out="y", warmup=0.9)
+
+
+def test_the_learning_rate_warms_up_then_decays_to_zero():
+    from galseg.train import learning_rate
+
+    config = TrainConfig(dataset="x", out="y", recipe="galseg", lr=0.01, warmup=0.1)
+    lrs = [learning_rate(config, step, 100) for step in range(100)]
+    assert lrs[0] == pytest.approx(0.001) and lrs[9] == pytest.approx(0.01)  # ten warm-up steps
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))  # then only down
+    assert lrs[-1] < 1e-5
+    paper = TrainConfig(dataset="x", out="y", recipe="paper")
+    assert {learning_rate(paper, step, 100) for step in (0, 50, 99)} == {1e-3}
+
+
+def test_soft_dice_is_zero_for_a_perfect_mask_and_near_one_for_a_disjoint_one():
+    from galseg.train import soft_dice_loss
+
+    target = torch.zeros(2, 3, 8, 8)
+    target[:, :, 2:6, 2:6] = 1
+    assert float(soft_dice_loss(target, target)) == pytest.approx(0.0, abs=1e-6)
+    disjoint = 1 - target
+    # per plane 1 - 1 / (2 * 16 + 2 * 48 + 1): three planes summed
+    assert float(soft_dice_loss(disjoint, target)) == pytest.approx(3 * (1 - 1 / 129), rel=1e-6)
+    # a plane nobody marks, predicted empty, costs nothing: smooth galaxies are not punished
+    assert float(soft_dice_loss(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))) == pytest.approx(0.0)
+
+
+def test_dice_adds_to_the_cross_entropy_and_rewards_a_mask_over_the_marked_pixels():
+    from galseg.train import loss_and_correct
+    from galseg.unet import preset_args
+
+    args = preset_args("tiny", head="ordinal")
+    votes = torch.zeros(1, 1, 16, 16, dtype=torch.long)
+    votes[..., 4:8, 4:8] = 6  # 6% of the pixels, drawn by everyone
+    marked = torch.full((1, 6, 16, 16), -4.0)
+    marked[..., 4:8, 4:8] = 4.0
+    timid = torch.full((1, 6, 16, 16), -4.0)
+    timid[..., 4:8, 4:8] = -0.5  # below the cut: an empty mask
+    ce_marked, _ = loss_and_correct(marked, votes[:, 0], args, args.thresholds)
+    both_marked, _ = loss_and_correct(marked, votes[:, 0], args, args.thresholds, dice=1.0)
+    both_timid, _ = loss_and_correct(timid, votes[:, 0], args, args.thresholds, dice=1.0)
+    assert float(both_marked) > float(ce_marked)
+    assert float(both_timid) - float(both_marked) > 1.0  # the empty mask pays about 1 per plane
+
+
+def test_a_blown_up_epoch_is_flagged_and_never_kept(dataset_dir, tmp_path, monkeypatch):
+    import galseg.train as training
+
+    assert training.is_blow_up(float("nan"), 0.2) and training.is_blow_up(0.31, 0.2)
+    assert not training.is_blow_up(0.25, 0.2)
+    real_epoch, calls = training._run_epoch, []
+
+    def second_validation_blows_up(net, loader, args, thresholds, runtime, optimizer, *rest, **kw):
+        loss, accuracy, images = real_epoch(net, loader, args, thresholds, runtime, optimizer, *rest, **kw)
+        calls.append(optimizer is None)
+        return (loss * 10 if optimizer is None and sum(calls) == 2 else loss), accuracy, images
+
+    monkeypatch.setattr(training, "_run_epoch", second_validation_blows_up)
+    config = TrainConfig(
+        dataset=str(dataset_dir),
+        out=str(tmp_path / "r"),
+        thresholds=(3,),
+        preset="tiny",
+        epochs=3,
+        batch_size=8,
+        steps_per_epoch=2,
+        recipe="galseg",
+    )
+    lines: list[str] = []
+    history = train(config, log=lines.append)["th3"].history
+    assert [h["blew_up"] for h in history] == [False, True, False]
+    assert [line for line in lines if "WARNING" in line][0].startswith(
+        "th3 epoch 2: WARNING the val loss blew up"
+    )
+    _, best = load_checkpoint(tmp_path / "r" / "th3" / "best.pt")
+    assert best["state"]["best_epoch"] != 2
+    lrs = [h["lr"] for h in history]
+    assert lrs[0] > lrs[1] > lrs[2] >= 0 and lrs[2] < 0.1 * config.lr  # the cosine decays

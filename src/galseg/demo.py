@@ -60,6 +60,7 @@ class DemoSettings:
     steps_per_epoch: int | None = None
     n_predict: int = 8
     seed: int = 0
+    recipe: str = "base"  # train.RECIPES; "paper" reproduces the paper's epoch choice too
 
     @classmethod
     def quick(cls, **overrides) -> DemoSettings:
@@ -161,6 +162,7 @@ def run_demo(
         batch_size=s.batch_size,
         steps_per_epoch=s.steps_per_epoch,
         seed=s.seed,
+        recipe=s.recipe,
         patience=max(2, s.epochs),
         target=s.target if s.head == "multi" else "spiral",
     )

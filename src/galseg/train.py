@@ -48,6 +48,45 @@ SELECTION_SPLITS = {"validation": "val", "test": "test", "train": "train"}
 """--select-on -> the split whose loss picks best.pt ('train' only for overfitting checks)."""
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How a network is optimised: the settings that decide what it learns in a given budget.
+
+    The defaults here are the ``galseg`` candidate: AdamW, a short linear warm-up then a cosine
+    decay to zero, cross-entropy plus soft Dice per output plane (arm pixels are 2% of the image,
+    bar pixels 0.1%: cross-entropy alone leaves P below the 0.5 cut-off on most of them),
+    gradient-norm clipping. ``paper`` is Rey Deutsch et al. (2023): constant Adam, cross-entropy
+    alone, the epoch chosen on the test galaxies. Compare them with ``benchmarks/bench_learning.py``.
+    """
+
+    optimizer: str = "adamw"  # "adam" or "adamw"
+    lr: float = 3e-3  # the peak learning rate
+    weight_decay: float = 1e-4  # decoupled (AdamW); Adam adds none
+    schedule: str = "cosine"  # "constant", or "cosine": linear warm-up, then cosine to zero
+    warmup: float = 0.05  # share of all steps spent warming up (cosine only)
+    dice: float = 1.0  # weight of (1 - soft Dice) beside cross-entropy, per output plane
+    clip: float = 1.0  # largest gradient norm; 0: no clipping
+    select_on: str = "validation"
+
+
+_PAPER_OPTIMISATION = dict(
+    optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant", warmup=0.0, dice=0.0, clip=0.0
+)
+RECIPES: dict[str, Recipe] = {
+    "base": Recipe(**_PAPER_OPTIMISATION, select_on="validation"),
+    "paper": Recipe(**_PAPER_OPTIMISATION, select_on="test"),
+    "galseg": Recipe(),
+}
+"""``base`` (the default until ``bench_learning.py`` has measured ``galseg`` on every machine kind):
+the paper's optimisation with the epoch chosen on validation galaxies; ``paper``: as published;
+``galseg``: the candidate recipe of the "Networks that learn" issue, not yet measured."""
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+BLOW_UP = 1.5
+"""An epoch whose validation loss exceeds BLOW_UP times the best so far (or is not finite) is
+reported as a blow-up in the log and the history; best.pt is never such an epoch."""
+
+
 @dataclass
 class TrainConfig:
     """One training run; written to ``run.json`` and into every checkpoint."""
@@ -59,22 +98,46 @@ class TrainConfig:
     head: str = "binary"  # "binary": one 2-class net per threshold; "multi": one ordinal net
     epochs: int = 20
     batch_size: int = 16
-    lr: float = 1e-3
+    recipe: str = "base"  # RECIPES: the optimiser settings below that are None come from it
+    lr: float | None = None
     device: str = "auto"
     augment: bool = True
     seed: int = 0
     patience: int = 5
     batch_norm: bool | None = None  # None: the preset's choice
     steps_per_epoch: int | None = None  # cap per epoch (quick runs); None = the whole split
-    select_on: str = "validation"  # the split choosing best.pt and early stopping; "test": the paper's
+    select_on: str | None = None  # the split choosing best.pt and early stopping; "test": the paper's
     loader_workers: int | None = None  # None: 1 on CPU (augmenting beside the net), 4 on CUDA
     precision: str = "auto"  # bf16 autocast (float32 master weights) on CUDA and native-bf16 CPUs
     target: str = "spiral"  # "spiral", "bar", or "both" (one multi network, a head per structure)
     noise: float = NOISE  # largest sky noise the augmentation adds (share of the image's range)
     normalise: bool = False  # each input put on its own scale first (unet.normalise_images)
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    warmup: float | None = None
+    dice: float | None = None
+    clip: float | None = None
 
     def __post_init__(self) -> None:
         self.thresholds = tuple(int(t) for t in self.thresholds)
+        if self.recipe not in RECIPES:
+            raise GalsegError(f"--recipe {self.recipe!r}: choose {', '.join(RECIPES)}")
+        for name, value in asdict(RECIPES[self.recipe]).items():  # the run record holds every value
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.optimizer not in OPTIMIZERS:
+            raise GalsegError(f"--optimizer {self.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise GalsegError(f"--schedule {self.schedule!r}: choose {', '.join(SCHEDULES)}")
+        for option, value, high in (
+            ("weight-decay", self.weight_decay, 1.0),
+            ("warmup", self.warmup, 0.5),
+            ("dice", self.dice, 100.0),
+            ("clip", self.clip, 1e6),
+        ):
+            if not (math.isfinite(value) and 0 <= value <= high):
+                raise GalsegError(f"--{option} {value}: a number from 0 to {high:g}")
         if self.head not in ("binary", "multi"):
             raise GalsegError(f"--head {self.head!r}: choose binary (one net per threshold) or multi")
         if self.target not in TARGETS:
@@ -92,8 +155,8 @@ class TrainConfig:
                 raise GalsegError(f"--{option} {value}: must be at least 1")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise GalsegError(f"--steps-per-epoch {self.steps_per_epoch}: must be at least 1")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise GalsegError(f"--lr {self.lr}: must be a finite number above 0")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise GalsegError(f"--lr {self.lr}: a number above 0, at most 1")
         if not (math.isfinite(self.noise) and 0 <= self.noise <= 1):
             raise GalsegError(f"--noise {self.noise}: a share of the image's range, from 0 to 1")
         if self.select_on not in SELECTION_SPLITS:
@@ -250,27 +313,82 @@ def _all_sum(values: list[float], runtime: Runtime) -> list[float]:
 
 
 def loss_and_correct(
-    logits: torch.Tensor, votes: torch.Tensor, args: UNetArgs, thresholds: tuple[int, ...]
+    logits: torch.Tensor,
+    votes: torch.Tensor,
+    args: UNetArgs,
+    thresholds: tuple[int, ...],
+    dice: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss over pixels, and the number of correctly classified pixel-decisions.
 
     binary: sparse categorical cross-entropy of the 2-class softmax against votes >= th.
     ordinal: the sum over thresholds (and structures: ``votes`` then holds one plane per
     structure) of the binary cross-entropy of P(votes >= th), averaged over pixels; accuracy
-    counts each (pixel, structure, threshold) decision.
+    counts each (pixel, structure, threshold) decision. ``dice`` adds, per output plane,
+    ``dice * (1 - soft Dice)`` over the whole batch (:func:`soft_dice_loss`).
     """
     logits = logits.float()
     if args.head == "binary":
         target = (votes >= thresholds[0]).long()
         loss = F.cross_entropy(logits, target)
         correct = (logits.argmax(1) == target).sum()
+        if dice:
+            arm = torch.softmax(logits, 1)[:, 1:]
+            loss = loss + dice * soft_dice_loss(arm, target.unsqueeze(1).float())
         return loss, correct
     levels = torch.as_tensor(args.thresholds, device=votes.device).view(1, 1, -1, 1, 1)
     votes = votes.view(votes.shape[0], len(args.structures), *votes.shape[-2:])
     target = (votes.unsqueeze(2) >= levels).flatten(1, 2).float()
     loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1).mean()
     correct = ((logits > 0).float() == target).sum()
+    if dice:
+        loss = loss + dice * soft_dice_loss(torch.sigmoid(logits), target)
     return loss, correct
+
+
+DICE_SMOOTH = 1.0
+"""Added to the soft Dice's numerator and denominator: a batch with no pixel of a plane scores 1
+when the network marks none (and the gradient stays finite)."""
+
+
+def soft_dice_loss(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum over planes of 1 - soft Dice, each plane's pixels pooled over the batch (as nnU-Net's
+    batch Dice): a galaxy without arms then weighs by its pixels, not as one whole image. Why:
+    cross-entropy on planes where 2% (arms) or 0.1% (bars) of pixels are marked is minimised by
+    probabilities below the 0.5 cut-off; Dice rewards the overlap that Jaccard scores."""
+    dims = (0, 2, 3)
+    overlap = (p * target).sum(dims)
+    total = p.sum(dims) + target.sum(dims)
+    return (1 - (2 * overlap + DICE_SMOOTH) / (total + DICE_SMOOTH)).sum()
+
+
+def learning_rate(config: TrainConfig, step: int, total: int) -> float:
+    """The learning rate at optimiser step ``step`` (0-based) of ``total``: a pure function of the
+    step, so a resumed run follows the same curve without saving a scheduler (resumed with more
+    --epochs, the rest of the cosine is taken for the new length)."""
+    if config.schedule == "constant":
+        return config.lr
+    warm = max(1, round(config.warmup * total))
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    done = (step - warm) / max(1, total - warm)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+
+def is_blow_up(loss: float, best: float) -> bool:
+    """Whether an epoch's validation ``loss`` is a blow-up against the ``best`` so far (:data:`BLOW_UP`)."""
+    return not math.isfinite(loss) or loss > BLOW_UP * best
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam (the paper) or AdamW; AdamW decays no normalisation weights or biases (they set
+    scales and offsets, not features)."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -356,8 +474,9 @@ def train(
             if k not in ("epochs", "device", "loader_workers", "precision")
         }
         # runs from before bars segmented arms; from before --noise added up to 0.08; from before
-        # --normalise fed the images as they are
-        saved = {"target": "spiral", "noise": 0.08, "normalise": False, **saved}
+        # --normalise fed the images as they are; from before recipes trained as --recipe base does
+        before = {"recipe": "base", **asdict(RECIPES["base"])}
+        saved = {"target": "spiral", "noise": 0.08, "normalise": False, **before, **saved}
         theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in mine}
         if mine != theirs:
             differ = sorted(k for k in mine if mine[k] != theirs.get(k))
@@ -433,7 +552,7 @@ def _train_unit(
     model = build(args).to(runtime.device)
     if runtime.cuda:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(config, model)
     state = UnitState()
     last = folder / "last.pt"
     if resume and last.exists():
@@ -476,6 +595,10 @@ def _train_unit(
             f"{f' x{runtime.world}' if runtime.world > 1 else ''}"
         )
 
+    per_epoch = math.ceil(len(train_set) / config.batch_size)
+    if config.steps_per_epoch is not None:
+        per_epoch = min(per_epoch, config.steps_per_epoch)
+    total_steps = per_epoch * config.epochs
     while state.epoch < config.epochs:
         epoch = state.epoch + 1
         # the shuffle and the augmentation both follow (seed, epoch): a resumed run replays them
@@ -489,8 +612,11 @@ def _train_unit(
             thresholds,
             runtime,
             optimizer,
-            config.steps_per_epoch,
+            per_epoch,
             label=f"{name} epoch {epoch} train",
+            dice=config.dice,
+            clip=config.clip,
+            lr_at=lambda step: learning_rate(config, state.epoch * per_epoch + step, total_steps),
         )
         model.eval()  # the bare module: evaluation needs no gradient sync
         with torch.inference_mode():
@@ -503,6 +629,7 @@ def _train_unit(
                 None,
                 None,
                 label=f"{name} epoch {epoch} {config.eval_split}",
+                dice=config.dice,
             )
         seconds = time.perf_counter() - start
         state.epoch = epoch
@@ -518,6 +645,9 @@ def _train_unit(
                 "train_images": n_images,
             }
         )
+        blew_up = is_blow_up(eval_loss, state.best_loss)
+        state.history[-1]["blew_up"] = blew_up
+        state.history[-1]["lr"] = learning_rate(config, epoch * per_epoch - 1, total_steps)
         improved = eval_loss < state.best_loss
         if improved:
             state.best_loss, state.best_epoch, state.epochs_since_best = eval_loss, epoch, 0
@@ -541,6 +671,12 @@ def _train_unit(
             atomic_write_bytes(folder / "history.json", (json.dumps(state.history, indent=1) + "\n").encode())
             if on_epoch is not None:
                 on_epoch(folder, name, state)
+            if blew_up:
+                log(
+                    f"{name} epoch {epoch}: WARNING the {config.eval_split} loss blew up "
+                    f"({eval_loss:.4f}, best {state.best_loss:.4f} at epoch {state.best_epoch}); "
+                    "best.pt keeps the best epoch"
+                )
             log(
                 f"{name} epoch {epoch}/{config.epochs}: loss {train_loss:.4f} / {eval_loss:.4f}, "
                 f"accuracy {train_acc:.4f} / {eval_acc:.4f} (train / {config.eval_split}), "
@@ -567,8 +703,14 @@ def _run_epoch(
     optimizer: torch.optim.Optimizer | None,
     max_steps: int | None,
     label: str = "",
+    *,
+    dice: float = 0.0,
+    clip: float = 0.0,
+    lr_at: Callable[[int], float] | None = None,
 ) -> tuple[float, float, int]:
     """One pass; returns (mean loss per image, pixel accuracy, images seen), summed over ranks.
+    With an ``optimizer``, each step's learning rate is ``lr_at(step)`` and gradients are clipped
+    to norm ``clip`` (0: not clipped); a step whose loss is not finite is skipped, not taken.
 
     Shows batches done, images/s and time left (live on a terminal, every 10 s in a log)."""
     loss_sum = correct = decisions = images = 0.0
@@ -584,11 +726,17 @@ def _run_epoch(
             image = image.contiguous(memory_format=torch.channels_last)
         with runtime.autocast():
             logits = net(image)
-        loss, right = loss_and_correct(logits, votes, args, thresholds)
+        loss, right = loss_and_correct(logits, votes, args, thresholds, dice)
         if optimizer is not None:
+            if lr_at is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            # the norm after DDP's all-reduce is the same on every rank, so all skip or none does
+            norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip or math.inf)
+            if torch.isfinite(norm):
+                optimizer.step()
         n = image.shape[0]
         loss_sum += float(loss.detach()) * n
         correct += float(right)
