@@ -20,7 +20,7 @@ from galseg.dataset import (
     resize_image,
     resize_votes,
 )
-from galseg.gz3d import find_gz3d_files, read_gz3d
+from galseg.gz3d import find_gz3d_files, paint_out_hexagon, read_gz3d
 
 SIZE = 32
 
@@ -66,7 +66,10 @@ def test_prepared_masks_match_the_fits_files(prepared, gz3d_dir):
             expected = resize_votes(galaxy.spiral_votes, SIZE) >= th
             np.testing.assert_array_equal(spiral[row["INDEX"]] >= th, expected)
             assert row[f"ARM_FRACTION_TH{th}"] == pytest.approx(expected.mean())
-        np.testing.assert_array_equal(images[row["INDEX"]], resize_image(galaxy.image, SIZE))
+        # the image as the volunteers saw it, less the hexagon painted out (prepare's default)
+        painted = paint_out_hexagon(galaxy.image, float(galaxy.metadata["IFUDESIGNSIZE"][0]))
+        assert (painted != galaxy.image).any()
+        np.testing.assert_array_equal(images[row["INDEX"]], resize_image(painted, SIZE))
     # nested thresholds: a pixel with >= 4 votes has >= 3
     assert np.all((spiral >= 4) <= (spiral >= 3))
 
@@ -114,10 +117,13 @@ def test_bad_files_are_skipped_and_reported(gz3d_dir, tmp_path, capsys):
     good = find_gz3d_files(gz3d_dir)[0].read_bytes()
     (folder / "sub").mkdir()
     (folder / "sub" / "cut.fits.gz").write_bytes(good[: len(good) // 3])
+    # the good ones are prepared, the bad named on stderr, and the exit status says some failed
     assert (
-        main(["prepare", str(folder), "--out", str(tmp_path / "ds"), "--size", "32", "--workers", "2"]) == 0
+        main(["prepare", str(folder), "--out", str(tmp_path / "ds"), "--size", "32", "--workers", "2"]) == 1
     )
-    assert "60 prepared, 2 skipped" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "60 prepared, 2 skipped" in said.out
+    assert "skipped: junk.fits" in said.err and "skipped: sub/cut.fits.gz" in said.err
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     reasons = {s["file"]: s["reason"] for s in manifest["skipped"]}
     assert set(reasons) == {"junk.fits", "sub/cut.fits.gz"}

@@ -181,9 +181,10 @@ def test_a_checkpoint_cannot_run_code(trained_run, tmp_path):
     hostile = tmp_path / "run"
     shutil.copytree(trained_run, hostile)
     torch.save({"model": Payload()}, hostile / "th3" / "best.pt")
-    with pytest.raises(GalsegError, match="best.pt: not a readable galseg checkpoint"):
+    with pytest.raises(GalsegError, match="best.pt: refused: it holds objects other than tensors") as err:
         load(hostile, device="cpu")
     assert not marker.exists()
+    assert "weights_only" not in str(err.value)  # never torch's advice to turn the protection off
     checkpoint = load_checkpoint(trained_run / "th3" / "best.pt")[1]
     assert isinstance(checkpoint["environment"]["torch"], str)  # plain values only
 
@@ -207,6 +208,86 @@ def test_damaged_runs_are_one_line_errors(trained_run, cutout, tmp_path, capsys,
     png = _png(tmp_path / "g.png", cutout)
     status = main(["predict", str(run), str(png), "--out", str(tmp_path / "out"), "--device", "cpu"])
     _one_line_error(capsys, status, str(run))
+
+
+@pytest.fixture(scope="module")
+def multi_run(dataset_dir, tmp_path_factory):
+    """A tiny six-plane (ordinal, arms only) network, trained for two steps."""
+    from galseg.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("multi") / "run"
+    config = TrainConfig(
+        dataset=str(dataset_dir),
+        out=str(out),
+        preset="tiny",
+        head="multi",
+        epochs=1,
+        batch_size=8,
+        steps_per_epoch=2,
+    )
+    train(config, log=lambda line: None)
+    return out
+
+
+def _lie(record: dict, how: str, run: Path, outside: Path) -> None:
+    if how == "unit outside the run":
+        outside.mkdir(exist_ok=True)
+        shutil.copy(run / "multi" / "best.pt", outside / "best.pt")
+        record["units"] = {"../outside": record["units"]["multi"]}
+    elif how == "unit an absolute path":
+        record["units"] = {str(outside): record["units"]["multi"]}
+    elif how == "one threshold for six planes":
+        record["units"] = {"multi": [3]}
+    elif how == "seven thresholds":
+        record["units"] = {"multi": [1, 2, 3, 4, 5, 6, 6]}
+    elif how == "bars said, arms computed":
+        record["config"]["target"] = "both"
+    elif how == "a 20000 px training size":
+        record["dataset_manifest"]["size"] = 20000
+    elif how == "a binary unit in a multi run":
+        record["units"] = {"th3": [3]}
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "unit outside the run",
+        "unit an absolute path",
+        "one threshold for six planes",
+        "seven thresholds",
+        "bars said, arms computed",
+        "a 20000 px training size",
+        "a binary unit in a multi run",
+    ],
+)
+def test_a_lying_run_record_is_refused_before_anything_is_loaded(multi_run, cutout, tmp_path, capsys, how):
+    run = tmp_path / "run"
+    shutil.copytree(multi_run, run)
+    record = json.loads((run / "run.json").read_text())
+    _lie(record, how, run, tmp_path / "outside")
+    (run / "run.json").write_text(json.dumps(record))
+    png = _png(tmp_path / "g.png", cutout)
+    status = main(["predict", str(run), str(png), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    _one_line_error(capsys, status, "run.json")
+    assert not (tmp_path / "out" / "masks").exists() or not list((tmp_path / "out" / "masks").iterdir())
+
+
+def test_a_deeply_nested_run_record_is_one_line(multi_run, cutout, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(multi_run, run)
+    (run / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+    png = _png(tmp_path / "g.png", cutout)
+    status = main(["predict", str(run), str(png), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    _one_line_error(capsys, status, "run.json", "nested too deeply")
+
+
+@pytest.mark.parametrize("args", [{"depth": 60}, {"base_width": 4096}, {"in_channels": 900}])
+def test_a_checkpoint_asking_for_a_giant_network_is_refused_before_allocating(multi_run, tmp_path, args):
+    checkpoint = torch.load(multi_run / "multi" / "best.pt", weights_only=True)
+    checkpoint["model_args"] = {**checkpoint["model_args"], **args}
+    torch.save(checkpoint, tmp_path / "best.pt")
+    with pytest.raises(GalsegError, match="best.pt: U-Net .* must be"):
+        load_checkpoint(tmp_path / "best.pt")
 
 
 # ----------------------------------------------------------------------------- datasets and arguments
@@ -273,6 +354,11 @@ def test_re_preparing_uncommits_the_old_dataset_first(gz3d_dir, dataset_dir, tmp
         (["predict", "{run}", "{tmp}", "--out", "{tmp}/file"], "is a file, not a folder"),
         (["evaluate", "{run}", "--figure-threshold", "9", "--out", "{tmp}/e"], "--figure-threshold 9"),
         (["synth", "--out", "{tmp}/s", "--n", "0"], "--n: 0 is too small"),
+        (["synth", "--out", "{tmp}/s", "--seed", "-1"], "--seed: -1 is too small"),
+        (["synth", "--out", "{tmp}/s", "--size", "100000"], "--size: 100000 is too large"),
+        (["prepare", "{gz3d}", "--out", "{tmp}/p", "--size", "65536"], "--size: 65536 is too large"),
+        (["train", "{ds}", "--out", "{tmp}/r", "--thresholds", "1-"], "--thresholds '1-'"),
+        (["ready-model", "--work", "{tmp}/file"], "--work {tmp}/file: is a file, not a folder"),
     ],
 )
 def test_user_mistakes_are_one_line(args, needle, dataset_dir, gz3d_dir, trained_run, tmp_path, capsys):
@@ -280,7 +366,7 @@ def test_user_mistakes_are_one_line(args, needle, dataset_dir, gz3d_dir, trained
     values = {"ds": dataset_dir, "gz3d": gz3d_dir, "run": trained_run, "tmp": tmp_path}
     start = time.monotonic()
     status = main([a.format(**values) for a in args])
-    _one_line_error(capsys, status, needle)
+    _one_line_error(capsys, status, needle.format(**values))
     assert time.monotonic() - start < 30  # refused before the work, not after it
     assert not (tmp_path / "r" / "run.json").exists()
 

@@ -3,6 +3,8 @@ broken inputs reported, resumable runs, and torchrun sharding that changes nothi
 
 from __future__ import annotations
 
+import json
+
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
@@ -191,6 +193,37 @@ def test_an_exported_run_predicts_like_the_original_in_half_the_bytes(trained_ru
     exported = load(slim, device="cpu").predict_image(image)
     np.testing.assert_allclose(exported, original, atol=0.02)  # float16 weights
     assert (slim / "th3" / "best.pt").stat().st_size < 0.5 * (trained_run / "th3" / "best.pt").stat().st_size
+
+
+def test_exporting_over_a_model_never_leaves_none(trained_run, tmp_path, monkeypatch):
+    """The new copy is swapped in by renames: stopped before or between them, a complete model is
+    still found (issue: a kill during `galseg ready-model` left a user with none)."""
+    from galseg import ready
+    from galseg.train import RUN_FILE
+
+    target = tmp_path / "ready_model"
+    monkeypatch.setattr(ready, "READY_DIR", target)
+    ready.export_run(trained_run, target, scores={"version": 1})
+    assert ready.ready_run() == target and not list(tmp_path.glob(".ready_model*"))
+
+    renames = []
+    real_rename = type(target).rename
+
+    def stop_after_first(self, to):
+        renames.append(to)
+        if len(renames) == 2:
+            raise KeyboardInterrupt  # stopped between moving the old one aside and the new one in
+        return real_rename(self, to)
+
+    monkeypatch.setattr(type(target), "rename", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        ready.export_run(trained_run, target, scores={"version": 2})
+    found = ready.ready_run()
+    assert found != target and (found / RUN_FILE).is_file()
+    assert json.loads((found / RUN_FILE).read_text())["scores"]["version"] in (1, 2)
+    monkeypatch.setattr(type(target), "rename", real_rename)
+    ready.export_run(trained_run, target, scores={"version": 3})  # the next export tidies up
+    assert ready.ready_run() == target and not list(tmp_path.glob(".ready_model*"))
 
 
 def test_predict_without_a_run_uses_the_ready_model_with_the_real_image_settings(

@@ -233,11 +233,16 @@ def test_resume_with_more_epochs_extends_a_finished_run(dataset_dir, tmp_path):
 
 
 def test_recipes_fill_every_optimiser_setting_and_the_paper_recipe_is_the_papers():
-    base = TrainConfig(dataset="x", out="y")
-    assert (base.recipe, base.optimizer, base.dice, base.select_on) == ("base", "adam", 0, "validation")
-    galseg = TrainConfig(dataset="x", out="y", recipe="galseg")
-    assert (galseg.optimizer, galseg.schedule, galseg.select_on) == ("adamw", "cosine", "validation")
-    assert galseg.dice > 0 and galseg.clip > 0
+    base = TrainConfig(dataset="x", out="y", recipe="base")
+    assert (base.optimizer, base.dice, base.select_on, base.bn_images) == ("adam", 0, "validation", 0)
+    galseg = TrainConfig(dataset="x", out="y")  # the default
+    assert (galseg.recipe, galseg.optimizer, galseg.schedule, galseg.select_on) == (
+        "galseg",
+        "adamw",
+        "cosine",
+        "validation",
+    )
+    assert galseg.dice > 0 and galseg.clip > 0 and galseg.bn_images > 0
     paper = TrainConfig(dataset="x", out="y", recipe="paper")
     assert (paper.optimizer, paper.schedule, paper.lr, paper.dice, paper.clip) == (
         "adam",
@@ -332,3 +337,20 @@ def test_a_blown_up_epoch_is_flagged_and_never_kept(dataset_dir, tmp_path, monke
     assert best["state"]["best_epoch"] != 2
     lrs = [h["lr"] for h in history]
     assert lrs[0] > lrs[1] > lrs[2] >= 0 and lrs[2] < 0.1 * config.lr  # the cosine decays
+
+
+def test_batch_norm_statistics_are_re_estimated_from_the_images_given():
+    from galseg.train import Runtime, recalibrate_batch_norm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.BatchNorm2d(3))
+    net[0].running_mean.fill_(50.0)  # what augmented training left behind
+    net[0].running_var.fill_(900.0)
+    images = torch.randn(32, 3, 8, 8) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1) + 5.0
+    loader = torch.utils.data.DataLoader(list(zip(images, torch.zeros(32), strict=True)), batch_size=8)
+    net.eval()
+    recalibrate_batch_norm(net, loader, Runtime(torch.device("cpu")))
+    assert not net.training and net[0].momentum == 0.1  # mode and momentum as they were
+    torch.testing.assert_close(net[0].running_mean, images.mean(dim=(0, 2, 3)), rtol=0, atol=1e-4)
+    batch_vars = torch.stack([b.var(dim=(0, 2, 3)) for b in images.split(8)])  # unbiased, per batch
+    torch.testing.assert_close(net[0].running_var, batch_vars.mean(0), rtol=1e-4, atol=1e-4)

@@ -14,10 +14,14 @@ STRUCTURES = ("spiral", "bar")
 """What GZ:3D volunteers outlined and galseg segments: spiral arms (HDU 3) and bars (HDU 4)."""
 TARGETS = {"spiral": ("spiral",), "bar": ("bar",), "both": ("spiral", "bar")}
 """``--target`` -> the structures one run learns; ``both`` is one network with a head per structure."""
+HEXAGON_MODES = ("paint", "keep")
+"""What prepare and predict do with the MaNGA hexagon burned into GZ:3D images: paint it out (the
+default: networks then never see it, and survey cutouts without one look like their training
+images) or keep it."""
 
 
 class GalsegError(Exception):
     """A problem with the user's input or setup, reported as one line (file and fix), not a traceback."""
 
 
-__all__ = ["STRUCTURES", "TARGETS", "THRESHOLDS", "GalsegError", "__version__"]
+__all__ = ["HEXAGON_MODES", "STRUCTURES", "TARGETS", "THRESHOLDS", "GalsegError", "__version__"]

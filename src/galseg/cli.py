@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from galseg import TARGETS, GalsegError, __version__
+from galseg import HEXAGON_MODES, TARGETS, GalsegError, __version__
 from galseg.download import DEFAULT_BASE_URL
 from galseg.io import writable_folder
 
@@ -44,13 +44,16 @@ def _prepare(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction,
         seed=args.seed,
         workers=args.workers,
+        hexagon=args.hexagon,
     )
     counts = manifest["counts"]
+    for skipped in manifest["skipped"]:
+        print(f"galseg: skipped: {skipped['file']}: {skipped['reason']}", file=sys.stderr)
     print(
         f"{counts['prepared']} prepared, {counts['skipped']} skipped "
         f"({counts['train']} train, {counts['val']} validation, {counts['test']} test) in {args.out}"
     )
-    return 0
+    return 1 if counts["skipped"] else 0  # the others are prepared; the skipped are named above
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -79,7 +82,7 @@ def _train(args: argparse.Namespace) -> int:
         head=args.head,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        recipe=args.recipe,
+        recipe=args.recipe or TrainConfig.recipe,
         lr=args.lr,
         device=args.device,
         augment=args.augment,
@@ -175,7 +178,13 @@ def _predict(args: argparse.Namespace) -> int:
     if ready and runtime.main:
         print(f"galseg's ready model, --zoom {','.join(map(str, zooms))} --cut {cut:g}")
     predictor = load(
-        run, device=runtime.device, precision=args.precision, compile=args.compile, zooms=zooms, cut=cut
+        run,
+        device=runtime.device,
+        precision=args.precision,
+        compile=args.compile,
+        zooms=zooms,
+        cut=cut,
+        hexagon=args.hexagon,  # None: as the network's training images were prepared
     )
     if args.thresholds:
         predictor = predictor.select(parse_thresholds(args.thresholds))
@@ -234,7 +243,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"galseg: error: {message} (see {self.prog} --help)\n")
 
 
-def _count(minimum: int) -> Callable[[str], int]:
+def _count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -242,9 +251,11 @@ def _count(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value} is too small (at least {minimum})")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is too large (at most {maximum})")
         return value
 
-    parse.__name__ = f"whole number >= {minimum}"
+    parse.__name__ = f"whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
     return parse
 
 
@@ -307,9 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write synthetic galaxies as GZ:3D files")
     p.add_argument("--out", required=True, type=Path, help="folder for the .fits.gz files")
-    p.add_argument("--n", type=_count(1), default=100, help="number of galaxies")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=_count(32), default=525, help="image side in pixels (GZ:3D: 525)")
+    p.add_argument("--n", type=_count(1, 1_000_000), default=100, help="number of galaxies")
+    p.add_argument("--seed", type=_count(0, 2**32 - 1), default=0)
+    p.add_argument("--size", type=_count(32, 4096), default=525, help="image side in pixels (GZ:3D: 525)")
     p.add_argument("--workers", type=_count(1), default=None, help="processes (default: every core)")
     p.add_argument(
         "--preview",
@@ -322,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="resize GZ:3D files once into a training-ready dataset folder")
     p.add_argument("gz3d_dir", type=Path, help="folder searched recursively for .fits / .fits.gz")
     p.add_argument("--out", required=True, type=Path, help="dataset folder")
-    p.add_argument("--size", type=_count(16), default=128, help="side in pixels, a multiple of 16")
+    p.add_argument(
+        "--size", type=_count(16, 2048), default=128, help="side in pixels, a multiple of 16 (at most 2048)"
+    )
     p.add_argument("--test-fraction", type=_fraction, default=0.25, help="share of each stratum for test")
     p.add_argument(
         "--validation-fraction",
@@ -332,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
     p.add_argument("--workers", type=_count(1), default=os.cpu_count() or 1, help="processes")
+    p.add_argument(
+        "--hexagon",
+        choices=HEXAGON_MODES,
+        default="paint",
+        help="the MaNGA hexagon burned into GZ:3D images: paint it out (default) or keep it",
+    )
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("download", help="fetch the real GZ:3D files (SDSS DR17), resumable")
@@ -362,10 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_count(1), default=16)
     p.add_argument(
         "--recipe",
-        default="base",
-        help="base (default): constant Adam 1e-3, cross-entropy, the epoch chosen on validation; "
-        "paper: the same, chosen on the test split as published; galseg: AdamW, warm-up and "
-        "cosine decay, cross-entropy + Dice (a candidate, being measured)",
+        default=None,
+        help="galseg (default): AdamW, warm-up and cosine decay from 3e-3, cross-entropy + soft "
+        "Dice, gradient clipping, batch-norm statistics from clean images; base: constant Adam "
+        "1e-3 and cross-entropy alone (galseg before 0.2), the epoch chosen on validation; "
+        "paper: base with the epoch chosen on the test split, as published",
     )
     p.add_argument(
         "--lr", type=_positive_float, default=None, help="peak learning rate (default: the recipe's)"
@@ -490,6 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="torch.compile the networks: minutes of compiling first, faster after (long surveys)",
     )
+    p.add_argument(
+        "--hexagon",
+        choices=HEXAGON_MODES,
+        default=None,
+        help="a MaNGA hexagon burned into an input: paint it out or keep it (default: as the "
+        "network's training images were prepared; paint for the ready model)",
+    )
     p.add_argument("--overlay", action="store_true", help="also write PNG overlays of the masks")
     p.add_argument(
         "--tta",
@@ -529,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         default=None,
-        help="training recipe: base (default), paper or galseg (galseg train --help)",
+        help="training recipe: galseg (default), base or paper (galseg train --help)",
     )
     p.add_argument(
         "--separate", action="store_true", help="six networks, one per threshold (the paper's way)"
@@ -553,6 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "out", None) is not None:
             writable_folder(args.out)
+        if getattr(args, "work", None) is not None:
+            writable_folder(args.work, option="--work")
         return int(args.func(args))
     except GalsegError as exc:
         print(f"galseg: error: {exc}", file=sys.stderr)

@@ -29,8 +29,14 @@ import torch
 import torch.nn.functional as F
 from astropy.table import Table
 
-from galseg import THRESHOLDS, GalsegError, __version__
-from galseg.gz3d import find_gz3d_files, read_gz3d, votes_from_paths
+from galseg import HEXAGON_MODES, THRESHOLDS, GalsegError, __version__
+from galseg.gz3d import (
+    find_gz3d_files,
+    ifu_design_size,
+    paint_out_hexagon,
+    read_gz3d,
+    votes_from_paths,
+)
 from galseg.io import (
     atomic_path,
     atomic_write_bytes,
@@ -165,8 +171,8 @@ class _Prepared:
     bar: np.ndarray | None = None
 
 
-def _prepare_one(args: tuple[Path, Path, int]) -> _Prepared:
-    path, root, size = args
+def _prepare_one(args: tuple[Path, Path, int, str]) -> _Prepared:
+    path, root, size, hexagon = args
     source = str(path.relative_to(root))
     try:
         galaxy = read_gz3d(path)
@@ -187,7 +193,10 @@ def _prepare_one(args: tuple[Path, Path, int]) -> _Prepared:
         max_votes=int(galaxy.spiral_votes.max()),
         bar_max_votes=int(galaxy.bar_votes.max()),
         outline_mismatch_px=int(np.count_nonzero(redrawn != galaxy.spiral_votes)),
-        image=resize_image(galaxy.image, size),
+        image=resize_image(
+            galaxy.image if hexagon == "keep" else paint_out_hexagon(galaxy.image, ifu_design_size(meta)),
+            size,
+        ),
         spiral=resize_votes(galaxy.spiral_votes, size),
         bar=resize_votes(galaxy.bar_votes, size),
     )
@@ -229,8 +238,11 @@ def prepare(
     seed: int = 0,
     workers: int = 1,
     show_progress: bool = True,
+    hexagon: str = "paint",
 ) -> dict:
     """Prepare every GZ:3D file under ``gz3d_dir`` into a dataset folder ``out``.
+
+    ``hexagon``: :data:`HEXAGON_MODES` (the IFU hexagon painted out of each image, or kept).
 
     Bad files are skipped and listed in the manifest with the reason. Returns the manifest.
     Memory stays flat: one chunk of resized galaxies at a time, however many files.
@@ -239,6 +251,8 @@ def prepare(
     """
     if size < 16 or size % 16:
         raise GalsegError(f"--size {size}: use a multiple of 16 (the U-Net halves it 4 times)")
+    if hexagon not in HEXAGON_MODES:
+        raise GalsegError(f"--hexagon {hexagon!r}: choose {' or '.join(HEXAGON_MODES)}")
     assign_split([], [], seed=seed, test_fraction=test_fraction, validation_fraction=validation_fraction)
     root = Path(gz3d_dir)
     files = find_gz3d_files(root)
@@ -255,6 +269,7 @@ def prepare(
         "seed": seed,
         "test_fraction": test_fraction,
         "validation_fraction": validation_fraction,
+        "hexagon": hexagon,
         "files": [str(p.relative_to(root)) for p in files],
     }
     settings_file = parts / "settings.json"
@@ -274,7 +289,7 @@ def prepare(
             if target.exists():  # finished before an interruption
                 ticks.update(len(chunk))
                 continue
-            jobs = [(p, root, size) for p in chunk]
+            jobs = [(p, root, size, hexagon) for p in chunk]
             results = []
             for result in pool.map(_prepare_one, jobs, chunksize=4) if pool else map(_prepare_one, jobs):
                 results.append(result)
@@ -292,6 +307,7 @@ def prepare(
         seed=seed,
         test_fraction=test_fraction,
         validation_fraction=validation_fraction,
+        hexagon=hexagon,
         source_dir=str(root.resolve()),
     )
     shutil.rmtree(parts)
@@ -307,6 +323,7 @@ def _assemble(
     seed: int,
     test_fraction: float,
     validation_fraction: float,
+    hexagon: str,
     source_dir: str,
 ) -> dict:
     """Concatenate the chunks into the final arrays, catalogue and manifest, one chunk at a time."""
@@ -385,6 +402,7 @@ def _assemble(
         "seed": seed,
         "test_fraction": test_fraction,
         "validation_fraction": validation_fraction,
+        "hexagon": hexagon,
         "source_dir": source_dir,
         "counts": {
             "files": len(records),

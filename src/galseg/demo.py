@@ -60,7 +60,7 @@ class DemoSettings:
     steps_per_epoch: int | None = None
     n_predict: int = 8
     seed: int = 0
-    recipe: str = "base"  # train.RECIPES; "paper" reproduces the paper's epoch choice too
+    recipe: str = "galseg"  # train.RECIPES; "paper" reproduces the paper's optimisation and epoch choice
 
     @classmethod
     def quick(cls, **overrides) -> DemoSettings:

@@ -18,6 +18,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,8 @@ from galseg.io import atomic_write_bytes, gzip_bytes, one_line, read_bytes
 N_HDUS = 11
 PIXEL_SCALE_ARCSEC = 0.099
 """GZ:3D image scale, arcsec per pixel (data model)."""
+GZ3D_SIDE = 525
+"""GZ:3D image side, pixels (data model)."""
 
 HDU_IMAGE, HDU_CENTER, HDU_STAR, HDU_SPIRAL, HDU_BAR = 0, 1, 2, 3, 4
 HDU_METADATA, HDU_CENTER_CLUSTERS, HDU_STAR_CLUSTERS = 5, 6, 7
@@ -112,7 +115,8 @@ class GZ3DGalaxy:
     wcs: WCS
     path: Path | None = field(default=None, compare=False)
     n_classifications: int = -1
-    """Volunteers who classified this galaxy: rows of HDU 9 (never an assumed 15)."""
+    """Volunteers who classified this galaxy: the most rows of HDU 8, 9 and 10 (never an assumed 15,
+    never ``GZ_total_classifications``)."""
 
     def __post_init__(self) -> None:
         if self.n_classifications < 0 and self.spiral_paths is not None:
@@ -159,23 +163,224 @@ def add_polygon(counts: np.ndarray, xy: np.ndarray) -> None:
     counts[rows, columns] += 1  # each pixel once per polygon
 
 
-def rasterise_outlines(outlines: Iterable[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+SIMPLE_CHUNK = 512
+"""Edges tested at once against all others in :func:`is_simple_outline` (memory: chunk x edges)."""
+
+
+def _between(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Whether r, collinear with the segment p-q, lies on it (within its bounding box)."""
+    return (
+        (np.minimum(p[..., 0], q[..., 0]) <= r[..., 0])
+        & (r[..., 0] <= np.maximum(p[..., 0], q[..., 0]))
+        & (np.minimum(p[..., 1], q[..., 1]) <= r[..., 1])
+        & (r[..., 1] <= np.maximum(p[..., 1], q[..., 1]))
+    )
+
+
+def is_simple_outline(xy: np.ndarray) -> bool:
+    """Whether the outline ``xy``, as drawn (first to last vertex), neither crosses nor touches
+    itself: the catalogue's production rule for HDU 3 / 4.
+
+    Why: the production code skips every outline that is not a simple line when it sums the masks
+    (``../shared/real/gz3d``: with this rule 1-1747's HDU 3 is re-made to a few hundred pixels of
+    +-1, and HDU 4 exactly), so re-rasterising must skip the same ones. The segment that closes the
+    outline for filling is not part of the drawn line; repeated consecutive vertices (a double
+    click) are merged, and an outline that ends where it began is a ring, not a touch.
+
+    Every pair of segments is tested at once: the four turn directions (cross products, as outer
+    products) say which pairs may meet; only those are looked at closely.
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    if len(xy) == 0:
+        return True
+    xy = xy[np.r_[True, np.any(xy[1:] != xy[:-1], axis=1)]]
+    m = len(xy) - 1  # segments xy[i] -> xy[i + 1]
+    if m < 2:
+        return True  # a point or one segment crosses nothing
+    ring = bool(np.all(xy[0] == xy[-1]))
+    a, b = xy[:-1], xy[1:]
+    d = b - a
+    k = d[:, 0] * a[:, 1] - d[:, 1] * a[:, 0]  # cross(d_i, p - a_i) = d_i x p - k_i
+    index = np.arange(m)
+    for start in range(0, m, SIMPLE_CHUNK):
+        i = index[start : start + SIMPLE_CHUNK]
+        di, ki = d[i], k[i]
+        o1 = np.outer(di[:, 0], a[:, 1]) - np.outer(di[:, 1], a[:, 0]) - ki[:, None]  # a_j against i
+        o2 = np.outer(di[:, 0], b[:, 1]) - np.outer(di[:, 1], b[:, 0]) - ki[:, None]  # b_j against i
+        o3 = np.outer(a[i, 1], d[:, 0]) - np.outer(a[i, 0], d[:, 1]) - k[None, :]  # a_i against j
+        o4 = np.outer(b[i, 1], d[:, 0]) - np.outer(b[i, 0], d[:, 1]) - k[None, :]  # b_i against j
+        pairs = index[None, :] >= i[:, None] + 2  # each pair once, neighbours left out
+        if ring:
+            pairs[i == 0, m - 1] = False
+        meet = pairs & (o1 * o2 <= 0) & (o3 * o4 <= 0)
+        if not meet.any():
+            continue
+        if (meet & (o1 * o2 < 0) & (o3 * o4 < 0)).any():
+            return False  # a proper crossing
+        ii, jj = np.nonzero(meet)  # a turn of zero: an end on the other segment, or collinear
+        ii = i[ii]
+        pa, pb, qa, qb = a[ii], b[ii], a[jj], b[jj]
+        r1, r2, r3, r4 = (x[meet] for x in (o1, o2, o3, o4))
+        touch = (
+            ((r1 == 0) & _between(pa, pb, qa))
+            | ((r2 == 0) & _between(pa, pb, qb))
+            | ((r3 == 0) & _between(qa, qb, pa))
+            | ((r4 == 0) & _between(qa, qb, pb))
+        )
+        if touch.any():
+            return False
+    return True
+
+
+def rasterise_outlines(
+    outlines: Iterable[np.ndarray], shape: tuple[int, int], *, production_rule: bool = True
+) -> np.ndarray:
     """Per-pixel number of outlines covering each pixel, as the GZ:3D masks store it.
 
     Parameters
     ----------
     outlines : iterable of (N, 2) arrays of [x, y] pixel coordinates (closed implicitly).
     shape : (H, W) of the image.
+    production_rule : skip outlines that cross themselves, as the catalogue's HDU 3 / 4 do
+        (:func:`is_simple_outline`); False counts every outline.
     """
     counts = np.zeros(shape, dtype=np.float64)
     for xy in outlines:
-        add_polygon(counts, xy)
+        if not production_rule or is_simple_outline(xy):
+            add_polygon(counts, xy)
     return counts
 
 
 def votes_from_paths(paths_column: Sequence[bytes | str], shape: tuple[int, int]) -> np.ndarray:
     """Re-rasterise the raw outlines of HDU 9 or 10 into a vote-count map."""
     return rasterise_outlines((p for text in paths_column for p in parse_paths(text)), shape)
+
+
+# ----------------------------------------------------------------------------- the IFU hexagon
+
+IFU_ACROSS = {7: 3, 19: 5, 37: 7, 61: 9, 91: 11, 127: 13}
+"""Fibres across each MaNGA bundle, by IFUDESIGNSIZE (fibres in the bundle)."""
+HEXAGON_PX_PER_FIBRE = 22.0
+"""Width of the hexagon burned into GZ:3D images, vertex to vertex, per fibre across, in 525-px
+pixels: 111 px for 19 fibres and 155 px for 37 on the real files (``../shared/real/gz3d``)."""
+HEXAGON_COLOUR = np.array([255.0, 0.0, 255.0])
+HEXAGON_WIDTH = 0.75
+"""The line's Gaussian half-width (px) and, below, its peak opacity: the real line's core is about
+(190, 45, 180) and its neighbours (110, 10, 100) on a dark sky, JPEG-softened."""
+HEXAGON_OPACITY = 0.72
+
+
+@lru_cache(maxsize=16)
+def hexagon_distance(ifu: int, size: int = GZ3D_SIDE) -> np.ndarray:
+    """Each pixel's distance (px) from the outline of the ``ifu``-fibre hexagon as GZ:3D images show
+    it: centred on the image, vertices left and right, scaled with the image side (read-only,
+    cached: every image of a size shares it)."""
+    if int(ifu) not in IFU_ACROSS:
+        raise GalsegError(f"IFUDESIGNSIZE {ifu}: not a MaNGA bundle ({', '.join(map(str, IFU_ACROSS))})")
+    radius = HEXAGON_PX_PER_FIBRE * IFU_ACROSS[int(ifu)] / 2 * size / GZ3D_SIDE
+    angles = np.radians(np.arange(7) * 60.0)
+    corners = size / 2 + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    distance = np.full((size, size), np.inf)
+    for (x0, y0), (x1, y1) in zip(corners[:-1], corners[1:], strict=True):
+        dx, dy = x1 - x0, y1 - y0
+        t = np.clip(((x - x0) * dx + (y - y0) * dy) / (dx * dx + dy * dy), 0, 1)
+        distance = np.minimum(distance, np.hypot(x - x0 - t * dx, y - y0 - t * dy))
+    distance.setflags(write=False)
+    return distance
+
+
+def burn_hexagon(image: np.ndarray, ifu: int) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 with the IFU hexagon drawn in as on real GZ:3D images."""
+    size = image.shape[0]
+    d = hexagon_distance(ifu, size) * GZ3D_SIDE / size  # the line keeps its 525-px width
+    rows, columns = _near_line(ifu, size)
+    alpha = HEXAGON_OPACITY * np.exp(-0.5 * (d[rows, columns] / HEXAGON_WIDTH) ** 2)[:, None]
+    out = image.copy()
+    blend = image[rows, columns].astype(np.float64) * (1 - alpha) + HEXAGON_COLOUR * alpha
+    out[rows, columns] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    return out
+
+
+@lru_cache(maxsize=16)
+def _near_line(ifu: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns within 4 line widths of the ``ifu`` hexagon (beyond, the line adds nothing)."""
+    return np.nonzero(hexagon_distance(ifu, size) * GZ3D_SIDE / size < 4 * HEXAGON_WIDTH)
+
+
+def ifu_design_size(metadata: Table) -> float | None:
+    """IFUDESIGNSIZE from the metadata row, or None where it is missing or not a number."""
+    try:
+        return float(metadata["IFUDESIGNSIZE"][0])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+
+
+HEXAGON_FOUND = 0.5
+"""Share of the pixels on a candidate outline that must be magenta for a hexagon to be there."""
+
+
+def _magenta(image: np.ndarray) -> np.ndarray:
+    rgb = image.astype(np.int16)
+    return (rgb[..., 0] - rgb[..., 1] > 60) & (rgb[..., 2] - rgb[..., 1] > 60)
+
+
+@lru_cache(maxsize=16)
+def _outline_pixels(ifu: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the pixels the ``ifu`` hexagon's line runs through (cached)."""
+    return np.nonzero(hexagon_distance(ifu, size) * GZ3D_SIDE / size < 0.5)
+
+
+def find_hexagon(image: np.ndarray, candidates: Iterable[int] = tuple(IFU_ACROSS)) -> int | None:
+    """The IFUDESIGNSIZE among ``candidates`` whose hexagon is burned into ``image`` (square, RGB),
+    or None: a survey cutout, or a GZ:3D-like image made without one."""
+    size = image.shape[0]
+    if image.ndim != 3 or image.shape[1] != size or image.shape[2] != 3:
+        return None
+    best, share = None, HEXAGON_FOUND
+    for ifu in (int(c) for c in candidates if int(c) in IFU_ACROSS):
+        rows, columns = _outline_pixels(ifu, size)
+        found = float(_magenta(image[rows, columns]).mean()) if rows.size else 0.0
+        if found > share:
+            best, share = ifu, found
+    return best
+
+
+HEXAGON_PAINT = 3.5
+"""Distance from the outline (525-px pixels) painted over: the line, its JPEG halo and ringing."""
+
+
+def paint_out_hexagon(image: np.ndarray, ifu: float | None = None) -> np.ndarray:
+    """``image`` with the burned-in IFU hexagon replaced by its surroundings (a normalised Gaussian
+    average of the pixels just off the line); unchanged when no hexagon is found (looked for at
+    the ``ifu`` bundle's size when given, at every size otherwise). Why: a network trained on
+    images with the hexagon and used on survey cutouts without one (or the reverse) meets a thin
+    bright line it never learned; painted out, both worlds look alike."""
+    from scipy.ndimage import gaussian_filter
+
+    known = ifu is not None and np.isfinite(ifu) and int(ifu) in IFU_ACROSS
+    ifu = find_hexagon(image, (int(ifu),) if known else tuple(IFU_ACROSS))
+    if ifu is None:
+        return image
+    size = image.shape[0]
+    line = hexagon_distance(ifu, size) * GZ3D_SIDE / size < HEXAGON_PAINT
+    sigma = max(1.0, 2.0 * size / GZ3D_SIDE)
+    rows, columns = np.nonzero(line.any(axis=1))[0], np.nonzero(line.any(axis=0))[0]
+    margin = int(np.ceil(4 * sigma))  # only the hexagon's box is filtered: a fifth of the image or less
+    box = (
+        slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
+        slice(max(columns[0] - margin, 0), columns[-1] + margin + 1),
+    )
+    on = line[box]
+    keep = (~on).astype(np.float64)
+    weight = np.maximum(gaussian_filter(keep, sigma), 1e-6)
+    out = image.copy()
+    part = image[box].astype(np.float64)
+    for c in range(3):
+        filled = gaussian_filter(part[..., c] * keep, sigma) / weight
+        part[..., c] = np.where(on, filled, part[..., c])
+    out[box] = np.clip(np.rint(part), 0, 255).astype(np.uint8)
+    return out
 
 
 # ----------------------------------------------------------------------------- WCS
@@ -401,7 +606,11 @@ def _read_hdul(
         bar_paths=tables[HDU_BAR_PATHS],
         wcs=_read_wcs(hdul),
         path=path,
-        n_classifications=int(hdul[HDU_SPIRAL_PATHS].header.get("NAXIS2", 0)),
+        # one row per volunteer in each raw table, but an outline table nobody drew in is empty
+        # (real 1-1243: 15 click rows, 0 spiral rows), so the largest of the three counts them
+        n_classifications=max(
+            int(hdul[k].header.get("NAXIS2", 0)) for k in (HDU_CLICKS, HDU_SPIRAL_PATHS, HDU_BAR_PATHS)
+        ),
     )
 
 

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galseg import TARGETS, GalsegError
+from galseg import HEXAGON_MODES, TARGETS, GalsegError
 from galseg.dataset import DIHEDRAL, dihedral, resize_image, undo_dihedral
+from galseg.gz3d import paint_out_hexagon
 from galseg.train import autocast, choose_precision, load_checkpoint, read_run, resolve_device
 from galseg.unet import UNet, probabilities
 
@@ -84,6 +85,9 @@ class Predictor:
     cut: float = CUT
     """A pixel is marked (masks, statistics, measurements, figures) where its probability exceeds
     this; the probabilities themselves are never changed."""
+    hexagon: str = "paint"
+    """A MaNGA hexagon burned into an image: painted out before the network ("paint",
+    :func:`galseg.gz3d.paint_out_hexagon`) or kept ("keep"), as the run's training images were."""
 
     @property
     def planes(self) -> int:
@@ -183,14 +187,24 @@ class Predictor:
         The image (each of :attr:`zooms`' centred crops) is area-averaged to the run's size,
         predicted, and the probabilities are brought back to (P, H, W) by bilinear interpolation.
         """
-        views = zoom_views(image, self.zooms, self.size)
+        views = zoom_views(self.clean(image), self.zooms, self.size)
         return combine_zooms(self.probabilities(views), self.zooms, image.shape[:2])
+
+    def clean(self, image: np.ndarray, ifu: float | None = None) -> np.ndarray:
+        """The image as the networks should see it (:func:`clean_image`)."""
+        return clean_image(image, self.hexagon, ifu)
 
     def masks(self, image: np.ndarray, structure: str | None = None) -> dict[int, np.ndarray]:
         """{threshold: (H, W) bool mask} of one structure (the run's first: arms, unless it
         only segments bars) for one image: the notebook entry point."""
         p = self.split(self.predict_image(image))[structure or self.structures[0]]
         return {th: p[k] > self.cut for k, th in enumerate(self.thresholds)}
+
+
+def clean_image(image: np.ndarray, hexagon: str, ifu: float | None = None) -> np.ndarray:
+    """``image`` with a burned-in MaNGA hexagon painted out, unless ``hexagon`` is "keep"
+    (``ifu``: the GZ:3D bundle size, when known)."""
+    return image if hexagon == "keep" else paint_out_hexagon(image, ifu)
 
 
 def _crop(shape: tuple[int, int], zoom: float) -> tuple[slice, slice]:
@@ -237,6 +251,23 @@ def upsample(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return (t[0] if squeeze else t).numpy()
 
 
+def _check_unit(
+    args, name: str, thresholds: tuple[int, ...], structures: tuple[str, ...], record: Path, path: Path
+) -> None:
+    """The run record's word for a unit must be what its weights compute: which planes, for which
+    thresholds and structures (otherwise a plane would be written under another's name)."""
+    if args.head == "ordinal":
+        said, has = (thresholds, structures), (tuple(args.thresholds), tuple(args.structures))
+    else:
+        said, has = (structures, len(thresholds)), (tuple(args.structures), 1)
+    if said != has:
+        levels = list(args.thresholds) if args.head == "ordinal" else "one threshold"
+        raise GalsegError(
+            f"{record}: unit {name} is said to give {list(structures)} at thresholds {list(thresholds)}, "
+            f"but {path} computes {list(args.structures)} at {levels}"
+        )
+
+
 def load(
     run: str | os.PathLike[str],
     *,
@@ -246,6 +277,7 @@ def load(
     compile: bool = False,
     zooms: Sequence[float] = (1.0,),
     cut: float = CUT,
+    hexagon: str | None = None,
 ) -> Predictor:
     """Load every network of a run (the best epoch by default) for inference.
 
@@ -253,7 +285,8 @@ def load(
     'float32' or 'bf16'. ``compile``: wrap each network in ``torch.compile`` (a minute or
     more of compiling first; worth it for long surveys, see benchmarks/bench_predict.py).
     ``zooms``: see :func:`zoom_views`; (1.0,), the whole image, as the networks were trained.
-    ``cut``: see :attr:`Predictor.cut`.
+    ``cut``: see :attr:`Predictor.cut`. ``hexagon``: see :attr:`Predictor.hexagon`; None, as the
+    run's dataset was prepared (runs from before the choice: "paint").
     """
     cut = check_cut(cut)
     zooms = tuple(float(z) for z in zooms)
@@ -263,15 +296,20 @@ def load(
         )
     run = Path(run)
     record = read_run(run)
+    hexagon = hexagon or record["dataset_manifest"].get("hexagon") or "paint"
+    if hexagon not in HEXAGON_MODES:
+        raise GalsegError(f"--hexagon {hexagon!r}: choose {' or '.join(HEXAGON_MODES)}")
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     units = []
     thresholds: list[int] = []
     size = int(record["dataset_manifest"]["size"])
     chosen = choose_precision(precision, dev)
     digest = hashlib.sha256()
+    target = record["config"].get("target", "spiral")  # runs from before bars: arms (read_run checked it)
     for name, unit_thresholds in record["units"].items():
         path = run / name / f"{checkpoint}.pt"
         model, _ = load_checkpoint(path, dev)
+        _check_unit(model.args, name, tuple(unit_thresholds), TARGETS[target], run / "run.json", path)
         with open(path, "rb") as fh:
             digest.update(hashlib.file_digest(fh, "sha256").digest())
         model = model.to(memory_format=torch.channels_last)
@@ -279,9 +317,6 @@ def load(
             model.forward = torch.compile(model.forward)  # keeps .args and the module's own attributes
         units.append((model, tuple(unit_thresholds)))
         thresholds.extend(unit_thresholds)
-    target = record["config"].get("target", "spiral")  # runs from before bars: arms
-    if target not in TARGETS:
-        raise GalsegError(f"{run / 'run.json'}: unknown target {target!r}")
     return Predictor(
         run=run,
         structures=TARGETS[target],
@@ -296,4 +331,5 @@ def load(
         compiled=compile,
         zooms=zooms,
         cut=cut,
+        hexagon=hexagon,
     )

@@ -196,13 +196,22 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
+MAX_JSON_BYTES = 64 * 2**20
+"""Largest JSON record galseg reads (a run record or manifest is kilobytes; a dataset manifest
+lists skipped files, so allow room)."""
+
+
 def read_json(path: str | os.PathLike[str], *, what: str) -> dict:
     """A JSON object from ``path``, or a one-line error naming the file and ``what`` it should be."""
     path = Path(path)
     if not path.is_file():
         raise GalsegError(f"{path}: missing; it should be {what}")
     try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise GalsegError(f"{path}: {path.stat().st_size} bytes is too large for {what}")
         value = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as exc:  # a hostile file nested thousands deep
+        raise GalsegError(f"{path}: not {what} (nested too deeply)") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise GalsegError(f"{path}: not readable as {what} ({type(exc).__name__})") from exc
     if not isinstance(value, dict):

@@ -17,7 +17,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +41,16 @@ from galseg.arms import (
     measure_arms,
 )
 from galseg.bars import NO_BAR, measure_bar
-from galseg.gz3d import N_HDUS, bintable_bytes, image_bytes, read_gz3d, volunteer_hints, wcs_header
-from galseg.inference import CUT, Predictor, by_structure, combine_zooms, zoom_views
+from galseg.gz3d import (
+    N_HDUS,
+    bintable_bytes,
+    ifu_design_size,
+    image_bytes,
+    read_gz3d,
+    volunteer_hints,
+    wcs_header,
+)
+from galseg.inference import CUT, Predictor, by_structure, clean_image, combine_zooms, zoom_views
 from galseg.io import (
     atomic_path,
     atomic_write_bytes,
@@ -132,6 +140,7 @@ class InputImage:
     warning: str = ""
     centre: tuple[float, float] | None = None  # the volunteers' centre clicks (GZ:3D HDU 6)
     stars: np.ndarray | None = None  # their stars: x, y, radius rows (GZ:3D HDU 7)
+    ifu: float | None = None  # GZ:3D IFUDESIGNSIZE: the size of the hexagon burned in
 
 
 def _read_fits_image(path: Path, hdul: fits.HDUList) -> tuple[np.ndarray, WCS | None]:
@@ -167,7 +176,7 @@ def read_input(path: Path) -> InputImage:
     Every read is bounded (:mod:`galseg.io`): file size, inflated size and pixel count.
     """
     name = _stem(path)
-    centre = stars = None
+    centre = stars = ifu = None
     if path.name.lower().endswith((".png", ".jpg", ".jpeg")):
         image, wcs = read_picture(path), None
     else:
@@ -187,13 +196,16 @@ def read_input(path: Path) -> InputImage:
             galaxy = read_gz3d(path, outlines=False, raw=raw, votes=False)
             name, image, wcs = galaxy.mangaid, galaxy.image, galaxy.wcs
             centre, stars = volunteer_hints(galaxy)
+            ifu = ifu_design_size(galaxy.metadata)
     if min(image.shape[:2]) < MIN_SIDE_PX:
         raise GalsegError(
             f"{path}: {image.shape[1]} x {image.shape[0]} pixels is too small "
             f"(galseg needs at least {MIN_SIDE_PX} x {MIN_SIDE_PX})"
         )
     warning = "the image is constant: nothing to find" if image.min() == image.max() else ""
-    return InputImage(printable(name), np.ascontiguousarray(image), wcs, str(path), warning, centre, stars)
+    return InputImage(
+        printable(name), np.ascontiguousarray(image), wcs, str(path), warning, centre, stars, ifu
+    )
 
 
 def footprint(image: np.ndarray) -> np.ndarray:
@@ -448,8 +460,10 @@ def mask_file_bytes(
 class _Inputs(torch.utils.data.Dataset):
     """Reads and shrinks one input per item in DataLoader workers, so reading overlaps the nets."""
 
-    def __init__(self, paths: Sequence[Path], size: int, zooms: Sequence[float] = (1.0,)) -> None:
-        self.paths, self.size, self.zooms = list(paths), size, tuple(zooms)
+    def __init__(self, paths: Sequence[Path], predictor: Predictor) -> None:
+        # plain values only: the workers must not carry the networks
+        self.paths, self.size, self.zooms = list(paths), predictor.size, predictor.zooms
+        self.hexagon = predictor.hexagon
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -458,6 +472,8 @@ class _Inputs(torch.utils.data.Dataset):
         path = self.paths[i]
         try:
             item = read_input(path)
+            # measured, drawn and predicted alike on the image the network sees
+            item = replace(item, image=clean_image(item.image, self.hexagon, item.ifu))
             return {
                 "i": i,
                 "input": item,
@@ -642,7 +658,8 @@ def predict_files(
     their error. Under torchrun each rank takes every world-th input and writes its own catalogue
     part; rank 0 merges the parts in input order. Returns the merged catalogue (rank 0) or this
     rank's. With ``tta`` the masks come from the mean over the eight orientations and an
-    ``UNCERT`` HDU holds their spread.
+    ``UNCERT`` HDU holds their spread. A MaNGA hexagon in an input is painted out or kept as
+    :attr:`Predictor.hexagon` says.
     """
     out = Path(out)
     suffix = "".join(Path(catalogue).suffixes[-1:]).lower()
@@ -658,7 +675,8 @@ def predict_files(
     run_id = (
         f"{predictor.run_id}:{'tta' if tta else 'plain'}:{','.join(map(str, predictor.thresholds))}"
         f":{'+'.join(predictor.structures)}:{'measured' if measure_arms_too else 'masks'}"
-        f":zoom{','.join(map(str, predictor.zooms))}:cut{predictor.cut}:{','.join(STAT_COLUMNS)}"
+        f":zoom{','.join(map(str, predictor.zooms))}:cut{predictor.cut}:hexagon-{predictor.hexagon}"
+        f":{','.join(STAT_COLUMNS)}"
     )  # the catalogue's columns too: parts written with other columns are redone, never mixed in
     run_id = hashlib.sha256(run_id.encode()).hexdigest()[:16]
     mine = list(range(rank, len(paths), world))
@@ -668,7 +686,7 @@ def predict_files(
     written: dict[int, tuple] = {}
     thresholds = predictor.thresholds
     loader = torch.utils.data.DataLoader(
-        _Inputs([paths[i] for i in todo], predictor.size, predictor.zooms),
+        _Inputs([paths[i] for i in todo], predictor),
         batch_size=None,
         num_workers=workers,
         collate_fn=lambda item: item,

@@ -23,23 +23,33 @@ from galseg.train import RUN_FILE, load_checkpoint, read_run
 READY_DIR = Path(__file__).with_name("ready_model")
 
 
+def _staged(folder: Path, tag: str) -> Path:
+    return folder.with_name(f".{folder.name}.{tag}")
+
+
 def ready_run() -> Path:
-    """The shipped run folder, or a one-line error saying how to make it."""
-    if not (READY_DIR / RUN_FILE).is_file():
-        raise GalsegError(
-            f"{READY_DIR}: galseg's ready model is not installed; make it with `galseg ready-model` "
-            "or give a run folder"
-        )
-    return READY_DIR
+    """The shipped run folder, or a one-line error saying how to make it. Where ``export_run`` was
+    stopped between its two renames, the complete copy it left beside the folder is used."""
+    for folder in (READY_DIR, _staged(READY_DIR, "new"), _staged(READY_DIR, "old")):
+        if (folder / RUN_FILE).is_file():
+            return folder
+    raise GalsegError(
+        f"{READY_DIR}: galseg's ready model is not installed; make it with `galseg ready-model` "
+        "or give a run folder"
+    )
 
 
 def export_run(
     run: str | os.PathLike[str], out: str | os.PathLike[str], *, scores: dict | None = None
 ) -> Path:
     """A slim copy of ``run`` in ``out``: ``run.json`` (plus ``scores``) and each unit's best
-    weights in float16, with the model arguments needed to rebuild it."""
+    weights in float16, with the model arguments needed to rebuild it.
+
+    The copy is written beside ``out`` and swapped in by two renames, so a stop at any point
+    leaves a complete model (the old or the new) that :func:`ready_run` finds."""
     run, out = Path(run), Path(out)
     record = read_run(run)
+    final, out = out, _staged(out, "new")
     if out.exists():
         shutil.rmtree(out)
     for unit in record["units"]:
@@ -55,8 +65,15 @@ def export_run(
         }
         with atomic_path(out / unit / "best.pt") as tmp:
             torch.save(slim, tmp)
-    atomic_write_json(out / RUN_FILE, {**record, "scores": scores or {}})
-    return out
+    atomic_write_json(out / RUN_FILE, {**record, "scores": scores or {}})  # written last: complete
+    old = _staged(final, "old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    out.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,7 @@ class ReadyRecipe:
     batch_size: int = 16
     target: str = "both"  # arms and bar from one network
     normalise: bool = True
+    recipe: str = "galseg"  # train.RECIPES (the model of galseg 0.1 was trained with "base")
 
 
 def build_ready_model(
@@ -114,6 +132,7 @@ def build_ready_model(
         patience=recipe.epochs,
         target=recipe.target,
         normalise=recipe.normalise,
+        recipe=recipe.recipe,
     )
     log("== train")
     train(config, resume=(run / RUN_FILE).exists(), log=log)

@@ -78,6 +78,10 @@ def preset_args(name: str, **overrides) -> UNetArgs:
     return UNetArgs(**{**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
 
 
+MAX_DEPTH = 8
+MAX_BASE_WIDTH = 128
+"""The largest U-Net a checkpoint may ask for (the paper's is depth 5, width 64)."""
+
 ARM_PRIOR = 0.03
 """Share of pixels that are arm at th = 1 in GZ:3D-like data; the head's starting probability."""
 PRIORS = {"spiral": (ARM_PRIOR, 0.4), "bar": (0.002, 0.15)}
@@ -125,8 +129,17 @@ class UNet(nn.Module):
         super().__init__()
         if args.head not in ("binary", "ordinal"):
             raise GalsegError(f"unknown head {args.head!r}: binary or ordinal")
-        if args.depth < 2:
-            raise GalsegError(f"U-Net depth must be at least 2, got {args.depth}")
+        # bounded before any layer is made: a checkpoint's arguments must not allocate gigabytes
+        if not 2 <= args.depth <= MAX_DEPTH:
+            raise GalsegError(f"U-Net depth must be 2 to {MAX_DEPTH}, got {args.depth}")
+        if not 1 <= args.base_width <= MAX_BASE_WIDTH:
+            raise GalsegError(f"U-Net base width must be 1 to {MAX_BASE_WIDTH}, got {args.base_width}")
+        if not 1 <= args.in_channels <= 4:
+            raise GalsegError(f"U-Net input channels must be 1 to 4, got {args.in_channels}")
+        if args.head == "binary" and args.classes != 2:
+            raise GalsegError(f"a binary head has 2 classes, got {args.classes}")
+        if not args.thresholds or not set(args.thresholds) <= set(THRESHOLDS):
+            raise GalsegError(f"U-Net thresholds {list(args.thresholds)}: choose among 1-6")
         unknown = sorted(set(args.structures) - set(STRUCTURES))
         if unknown or not args.structures:
             raise GalsegError(f"structures {unknown or '(none)'}: choose among {', '.join(STRUCTURES)}")
