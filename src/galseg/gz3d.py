@@ -275,18 +275,29 @@ def hexagon_distance(ifu: int, size: int = GZ3D_SIDE) -> np.ndarray:
     """Each pixel's distance (px) from the outline of the ``ifu``-fibre hexagon as GZ:3D images show
     it: centred on the image, vertices left and right, scaled with the image side (read-only,
     cached: every image of a size shares it)."""
+    corners = _hexagon_corners(ifu, size)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    distance = _distance_to(corners, x, y)
+    distance.setflags(write=False)
+    return distance
+
+
+def _hexagon_corners(ifu: int, size: int) -> np.ndarray:
+    """(7, 2) [x, y] corners of the ``ifu`` hexagon, the first repeated last."""
     if int(ifu) not in IFU_ACROSS:
         raise GalsegError(f"IFUDESIGNSIZE {ifu}: not a MaNGA bundle ({', '.join(map(str, IFU_ACROSS))})")
     radius = HEXAGON_PX_PER_FIBRE * IFU_ACROSS[int(ifu)] / 2 * size / GZ3D_SIDE
     angles = np.radians(np.arange(7) * 60.0)
-    corners = size / 2 + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    distance = np.full((size, size), np.inf)
+    return size / 2 + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def _distance_to(corners: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Distance of each point (x, y) from the polyline through ``corners``."""
+    distance = np.full(x.shape, np.inf)
     for (x0, y0), (x1, y1) in zip(corners[:-1], corners[1:], strict=True):
         dx, dy = x1 - x0, y1 - y0
         t = np.clip(((x - x0) * dx + (y - y0) * dy) / (dx * dx + dy * dy), 0, 1)
         distance = np.minimum(distance, np.hypot(x - x0 - t * dx, y - y0 - t * dy))
-    distance.setflags(write=False)
     return distance
 
 
@@ -327,8 +338,18 @@ def _magenta(image: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def _outline_pixels(ifu: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the pixels the ``ifu`` hexagon's line runs through (cached)."""
-    return np.nonzero(hexagon_distance(ifu, size) * GZ3D_SIDE / size < 0.5)
+    """Rows and columns of the pixels the ``ifu`` hexagon's line runs through (cached), from points
+    along its edges: looking for a hexagon costs its perimeter, not a distance map of the whole
+    image (a 4096 x 4096 survey cutout would need gigabytes for six of those)."""
+    corners = _hexagon_corners(ifu, size)
+    steps = np.linspace(0.0, 1.0, int(np.ceil(2 * HEXAGON_PX_PER_FIBRE * 13 * size / GZ3D_SIDE)) + 2)
+    points = (corners[:-1, None] + steps[None, :, None] * np.diff(corners, axis=0)[:, None]).reshape(-1, 2)
+    around = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1]), axis=-1).reshape(-1, 2)
+    pixels = np.unique((np.rint(points).astype(np.int64)[:, None] + around[None]).reshape(-1, 2), axis=0)
+    pixels = pixels[((pixels >= 0) & (pixels < size)).all(axis=1)]
+    distance = _distance_to(corners, pixels[:, 0].astype(np.float64), pixels[:, 1].astype(np.float64))
+    pixels = pixels[distance * GZ3D_SIDE / size < 0.5]
+    return pixels[:, 1], pixels[:, 0]
 
 
 def find_hexagon(image: np.ndarray, candidates: Iterable[int] = tuple(IFU_ACROSS)) -> int | None:
