@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench ready-model
+.PHONY: demo test docs bench ready-model
 
 $(BIN)/galseg: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(BIN)/galseg
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest
+
+# The documentation (Sphinx, MyST): docs/_build/html/index.html. The tests build it too, warnings as errors.
+docs: $(BIN)/galseg
+	$(BIN)/python -m sphinx -b html -W --keep-going docs docs/_build/html
 
 bench: $(BIN)/galseg
 	$(BIN)/python benchmarks/bench_model.py

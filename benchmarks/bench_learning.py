@@ -54,6 +54,17 @@ def _val_jaccard(run: Path, dataset) -> dict[int, float]:
     return out
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (runs on different machines land in one table)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def run_one(args: argparse.Namespace, name: str, overrides: dict, seed: int, precision: str) -> None:
     """Train and score one (recipe, seed, precision) in this process; append its lines."""
     import numpy as np
@@ -61,7 +72,7 @@ def run_one(args: argparse.Namespace, name: str, overrides: dict, seed: int, pre
     from galseg.dataset import open_dataset
     from galseg.demo import DemoSettings, baseline_comparison
     from galseg.evaluate import evaluate_run
-    from galseg.train import TrainConfig, train
+    from galseg.train import TrainConfig, choose_precision, resolve_device, train
 
     demo = DemoSettings()
     tag = f"{name}-s{seed}-{precision}"
@@ -84,6 +95,7 @@ def run_one(args: argparse.Namespace, name: str, overrides: dict, seed: int, pre
     )
     log_path = args.out / "learning.jsonl"
     common = {"recipe": name, "seed": seed, "precision": precision, "tag": tag}
+    runs_as = {"runs_as": choose_precision(precision, resolve_device("auto")), "cpu": _cpu_name()}
 
     def point(folder: Path, unit: str, state) -> None:
         seconds = sum(h["seconds"] for h in state.history)
@@ -109,6 +121,7 @@ def run_one(args: argparse.Namespace, name: str, overrides: dict, seed: int, pre
     human = {int(r["TH"]): r for r in arms.human_reference}
     final = {
         **common,
+        **runs_as,
         "final": True,
         "best_epoch": state.best_epoch,
         "seconds": sum(h["seconds"] for h in state.history),
@@ -129,6 +142,7 @@ def run_one(args: argparse.Namespace, name: str, overrides: dict, seed: int, pre
     det = {int(r["TH"]): r for r in bar.detection}[3]
     final["bar_found"] = float(det["RECALL"]) if np.isfinite(det["RECALL"]) else 0.0
     final["bar_false"] = int(det["FP"])
+    final["bar_unbarred"] = int(det["FP"] + det["TN"])
     with open(log_path, "a") as fh:
         fh.write(json.dumps(final) + "\n")
 
@@ -163,9 +177,11 @@ def report(out: Path) -> None:
         t = f["thresholds"]
         ratio = " | ".join(f"{t[str(th)]['of_volunteers']:.2f}" for th in ths)
         base = " | ".join(f"{t[str(th)]['over_baseline']:.1f}" for th in ths)
+        unbarred = f" of {f['bar_unbarred']}" if "bar_unbarred" in f else ""
         print(
-            f"| {tag} | {f['best_epoch']} | {f['seconds'] / 60:.1f} | {f['blow_ups']} | {ratio} | {base} | "
-            f"{f['bar_found']:.2f} ({f['bar_false']} false) |"
+            f"| {tag} ({f.get('runs_as', f['precision'])}) | {f['best_epoch']} | {f['seconds'] / 60:.1f} | "
+            f"{f['blow_ups']} | {ratio} | {base} | "
+            f"{f['bar_found']:.2f} ({f['bar_false']}{unbarred} unbarred given one) |"
         )
     recipes = sorted({f["recipe"] for f in finals.values()})
     print("\nPer recipe, over its runs (seeds and precisions): th = 3 of the volunteers, mean [min - max]")

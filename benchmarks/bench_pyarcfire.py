@@ -29,10 +29,10 @@ import numpy as np
 from galseg import THRESHOLDS
 from galseg.arms import agreement_map, count_arms, disc_geometry, linear_flux, measure_arms
 from galseg.dataset import open_dataset
-from galseg.evaluate import real_galaxies
 from galseg.gz3d import read_gz3d, volunteer_hints
 from galseg.inference import CUT, REAL_CUT, load
 from galseg.io import progress, read_picture
+from galseg.real import real_galaxies
 from galseg.synthetic import truth_from_metadata
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,11 +26,11 @@ import numpy as np
 from astropy.table import Table
 
 from galseg import GalsegError
-from galseg.evaluate import evaluate_real, real_examples
 from galseg.inference import CUT, REAL_CUT, check_cut, load
-from galseg.metrics import real_markdown, real_summary
+from galseg.metrics import real_markdown, real_summary, ring_text
 from galseg.plots import real_galaxies_figure
 from galseg.ready import ready_run
+from galseg.real import evaluate_real, real_examples
 from galseg.train import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,8 +65,9 @@ def side_by_side(results: dict[tuple[str, str, float], dict], synthetic: dict[st
     synthetic test pooled IoU at th = 3 (``synthetic``, where evaluated) stands beside it."""
     lines = [
         f"| run | synthetic pooled IoU | setting | recall | precision | spirals with arms | smooth with "
-        f"arms | arms above disc (AUC) | goals met of {len(GOALS)} |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"arms | arms above disc (AUC) | same radius: network / brightness (AUC), network better | "
+        f"goals met of {len(GOALS)} |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     settings = sorted({(zoom, cut) for _, zoom, cut in results}, key=lambda k: (k[0], -k[1]))
     for zoom, cut in settings:
@@ -76,7 +77,7 @@ def side_by_side(results: dict[tuple[str, str, float], dict], synthetic: dict[st
                 f"| {run} | {synthetic.get(run, np.nan):.3f} | --zoom {zoom} --cut {cut:g} | "
                 f"{r['RECALL']:.2f} | {r['PRECISION']:.2f} | "
                 f"{100 * r['SPIRALS_WITH_ARMS']:.0f}% | {100 * r['SMOOTH_WITH_ARMS']:.0f}% | "
-                f"{r['ARM_AUC']:.2f} | {goals_met(r)} |"
+                f"{r['ARM_AUC']:.2f} | {ring_text(r)} | {goals_met(r)} |"
             )
         if len(rows) > 1:
             spread = {k: [float(r[k]) for _, r in rows] for k in ("RECALL", "PRECISION", "ARM_AUC")}
@@ -89,6 +90,7 @@ def side_by_side(results: dict[tuple[str, str, float], dict], synthetic: dict[st
                 + " | "
                 + " | ".join(_range(v, "{:.0f}%") for v in share.values())
                 + f" | {_range(spread['ARM_AUC'], '{:.2f}')} | "
+                f"{_range([float(r['RING_AUC']) for _, r in rows], '{:.2f}')} | "
                 f"{min(goals_met(r) for _, r in rows)}-{max(goals_met(r) for _, r in rows)} |"
             )
     return "\n".join(lines) + "\n"

@@ -8,6 +8,14 @@ pixels; the share of arm outlines the production rule drops; the peak of HDU 3 a
 of volunteers who drew arms.
 
     python benchmarks/bench_real_gz3d.py --n 60
+
+With ``--run`` (a run folder, or ``ready`` for galseg's ready model; several side by side), each
+network at its ``galseg predict`` defaults on the real files (``galseg.real.gz3d_check``): arm
+pixels and those on the hexagon, recall of the pixels three volunteers drew, precision against
+any volunteer's, bar pixels beside the volunteers', against the goals of the real-GZ:3D issue;
+and a figure of each (``gz3d_check_<run>.png`` in ``--out``).
+
+    python benchmarks/bench_real_gz3d.py --n 0 --run ready demo-output/run
 """
 
 from __future__ import annotations
@@ -53,6 +61,66 @@ def describe(galaxy) -> dict:
     }
 
 
+def check_networks(run: str, folder: Path, out: Path) -> None:
+    """One network on the real GZ:3D files at its predict defaults: the table and the figure."""
+    from galseg.gz3d import find_gz3d_files, read_gz3d
+    from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
+    from galseg.plots import gz3d_check_figure
+    from galseg.ready import ready_run
+    from galseg.real import gz3d_scores
+
+    ready = run == "ready"
+    predictor = load(
+        ready_run() if ready else run, zooms=REAL_ZOOMS if ready else (1.0,), cut=REAL_CUT if ready else CUT
+    )
+    galaxies = [read_gz3d(p) for p in find_gz3d_files(folder)]
+    planes = [predictor.split(predictor.predict_image(g.image)) for g in galaxies]
+    rows = [
+        r
+        for g, p in zip(galaxies, planes, strict=True)
+        for r in gz3d_scores(p, g, predictor.thresholds, predictor.cut)
+    ]
+    zoom = ",".join(f"{z:g}" for z in predictor.zooms)
+    print(f"\n{run} (--zoom {zoom} --cut {predictor.cut:g}) on {len(galaxies)} real GZ:3D files")
+    print(
+        "| file | th | volunteers' arm px | arm px (on the hexagon) | recall of 3+ votes "
+        "| precision vs 1+ | bar px (volunteers') |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['NAME']} | {r['TH']} | {r['VOLUNTEER_ARM_PX']} | "
+            f"{r['ARM_PX']} ({r['ARM_PX_ON_HEXAGON']}) | "
+            f"{r['RECALL']:.2f} | {r['PRECISION']:.2f} | {r['BAR_PX']} ({r['VOLUNTEER_BAR_PX']}) |"
+        )
+    undrawn = {r["NAME"] for r in rows if r["TH"] == 1 and r["VOLUNTEER_ARM_PX"] == 0}
+    barless = {r["NAME"] for r in rows if r["TH"] == 1 and r["VOLUNTEER_BAR_PX"] == 0}
+    drawn3 = [r for r in rows if r["TH"] == 3 and r["NAME"] not in undrawn]
+    goals = {
+        "no arm pixel on the hexagon": sum(r["ARM_PX_ON_HEXAGON"] for r in rows) == 0,
+        "no arms at th >= 2 where nobody drew arms": not any(
+            r["ARM_PX"] for r in rows if r["NAME"] in undrawn and r["TH"] >= 2
+        ),
+        "th = 3 recall >= 0.5 and precision >= 0.5 where volunteers drew": bool(drawn3)
+        and all(r["RECALL"] >= 0.5 and r["PRECISION"] >= 0.5 for r in drawn3),
+        "no bar where nobody drew one": not any(r["BAR_PX"] for r in rows if r["NAME"] in barless),
+    }
+    for goal, met in goals.items():
+        print(f"- {goal}: {'met' if met else 'NOT met'}")
+    name = "ready" if ready else Path(run).name
+    out.mkdir(parents=True, exist_ok=True)
+    figure = gz3d_check_figure(
+        galaxies,
+        planes,
+        list(predictor.thresholds),
+        out / f"gz3d_check_{name}.png",
+        cut=predictor.cut,
+        title=f"{name} on real GZ:3D files (--zoom {zoom} --cut {predictor.cut:g}; "
+        "hexagon painted out before the network)",
+    )
+    print(f"figure: {figure}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -60,7 +128,13 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "real" / "gz3d")
     parser.add_argument("--n", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", nargs="+", default=[], help="run folders, or ready (the ready model)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
+    for run in args.run:
+        check_networks(run, args.real, args.out)
+    if not args.n:
+        return
 
     from galseg.gz3d import find_gz3d_files, read_gz3d
     from galseg.synthetic import synthesize

@@ -57,9 +57,9 @@ def parse_recipe(text: str) -> tuple[str, dict]:
 
 def train_one(args: argparse.Namespace, name: str, overrides: dict) -> None:
     """One recipe in this process: train, keeping each epoch's weights and checking it on real images."""
-    from galseg.evaluate import evaluate_real
     from galseg.inference import load
     from galseg.metrics import real_summary
+    from galseg.real import evaluate_real
     from galseg.train import TrainConfig, train
 
     out = args.out / name

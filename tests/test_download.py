@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,20 @@ def test_limit_and_bad_listing(archive, tmp_path):
     assert len(list((tmp_path / "two").iterdir())) == 2
     with pytest.raises(GalsegError, match="cannot read the archive listing"):
         download(tmp_path / "x", base_url=url + "missing/", show_progress=False)
+
+
+def test_a_listing_over_the_limit_is_refused_not_cut_short(archive, tmp_path, monkeypatch):
+    from galseg import download as module
+
+    url, _, handler = archive
+    handler.failures["left"] = 0
+    page = urllib.request.urlopen(url).read()
+    monkeypatch.setattr(module, "MAX_LISTING_BYTES", len(page) - 1)  # one byte short
+    with pytest.raises(GalsegError, match="the listing is over"):
+        download(tmp_path / "cut", base_url=url, show_progress=False)
+    assert not (tmp_path / "cut").exists() or not list((tmp_path / "cut").iterdir())
+    monkeypatch.setattr(module, "MAX_LISTING_BYTES", len(page))  # exactly the limit: read whole
+    assert len(module.list_remote(url)) == 6
 
 
 def test_only_web_addresses_are_followed(tmp_path, capsys):

@@ -487,3 +487,142 @@ def test_killed_train_resumes_to_the_same_weights_and_curves(dataset_dir, tmp_pa
     again = [[h["train_loss"], h["eval_loss"]] for h in resumed["state"]["history"]]
     np.testing.assert_allclose(again, losses, rtol=1e-6)
     assert not list(out.rglob("*.part"))
+
+
+# ----------------------------------------------------------------------------- damaged outputs, full disks
+
+
+def test_a_damaged_mask_file_is_redone_and_a_warning_survives_the_rerun(trained_run, cutout, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(3):
+        _png(folder / f"g{k}.png", np.roll(cutout, 5 * k, axis=1))
+    _png(folder / "flat.png", np.full((64, 64, 3), 40, np.uint8))  # predicted, with a WARNING
+    clean, out = tmp_path / "clean", tmp_path / "out"
+    _predict(trained_run, [folder], clean)
+    _predict(trained_run, [folder], out)
+    masks = sorted((out / "masks").iterdir())
+    whole = [m.read_bytes() for m in masks]
+    masks[0].write_bytes(whole[0][:-50])  # cut short
+    damaged = bytearray(whole[1])
+    damaged[len(damaged) // 2] ^= 0xFF  # one byte changed in the middle
+    masks[1].write_bytes(bytes(damaged))
+    table = _predict(trained_run, [folder], out)
+    assert [m.read_bytes() for m in masks] == whole
+    assert (out / "catalogue.ecsv").read_bytes() == (clean / "catalogue.ecsv").read_bytes()
+    assert set(table["WARNING"][table["NAME"] == "flat"]) == {"the image is constant: nothing to find"}
+
+
+def _limit_file_size(limit: int):
+    """For a child process: every file it writes stops at ``limit`` bytes (Python ignores
+    SIGXFSZ, so the write fails with EFBIG), as on a nearly full disk."""
+    import resource
+
+    def limit_it() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE as on Linux")
+def test_a_write_that_fails_stops_predict_and_the_rerun_completes(trained_run, cutout, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(4):
+        _png(folder / f"g{k}.png", np.roll(cutout, 9 * k, axis=0))
+    common = ["predict", str(trained_run), str(folder), "--device", "cpu", "--workers", "0"]
+    clean, out = tmp_path / "clean", tmp_path / "full"
+    assert main([*common, "--out", str(clean)]) == 0
+    smallest = min(m.stat().st_size for m in (clean / "masks").iterdir())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "galseg.cli", *common, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        preexec_fn=_limit_file_size(smallest // 2),
+        timeout=300,
+    )
+    err = done.stderr.strip().splitlines()
+    assert done.returncode != 0
+    assert err and err[-1].startswith("galseg: error:") and "cannot write" in err[-1], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (out / "catalogue.ecsv").exists()  # no catalogue claiming a complete run
+    assert not list(out.rglob("*.part"))
+    assert main([*common, "--out", str(out)]) == 0
+    assert (out / "catalogue.ecsv").read_bytes() == (clean / "catalogue.ecsv").read_bytes()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE as on Linux")
+def test_a_catalogue_that_cannot_be_written_is_one_line_and_not_rc_0(trained_run, cutout, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(12):
+        _png(folder / f"g{k:02d}.png", np.roll(cutout, 4 * k, axis=1))
+    common = ["predict", str(trained_run), str(folder), "--device", "cpu", "--workers", "0"]
+    clean = tmp_path / "clean"
+    assert main([*common, "--out", str(clean)]) == 0
+    largest = max(m.stat().st_size for m in (clean / "masks").iterdir())
+    assert (clean / "catalogue.ecsv").stat().st_size > largest + 1  # the limit below hits it alone
+    done = subprocess.run(
+        [sys.executable, "-m", "galseg.cli", *common, "--out", str(tmp_path / "full")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=_limit_file_size(largest + 1),
+        timeout=300,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("galseg: error:"), done.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux's")
+def test_predict_killed_twice_and_interrupted_resumes_to_identical_bytes(trained_run, cutout, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(30):
+        _png(folder / f"g{k:02d}.png", np.roll(cutout, 2 * k, axis=1))
+    common = [str(trained_run), str(folder), "--device", "cpu", "--batch-size", "2", "--workers", "2"]
+    _finish(_galseg("predict", *common, "--out", str(tmp_path / "clean")))
+    out = tmp_path / "stopped"
+    for how in (signal.SIGKILL, signal.SIGINT, signal.SIGKILL):
+        before = len(list((out / "masks").glob("*.fits.gz")))
+        victim = _galseg("predict", *common, "--out", str(out))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list((out / "masks").glob("*.fits.gz"))) < before + 3:
+            time.sleep(0.02)
+        os.kill(victim.pid, how)
+        status = victim.wait(timeout=60)
+        victim.log.close()  # type: ignore[attr-defined]
+        assert status in (-signal.SIGKILL, 130, 0), status  # Ctrl-C: "interrupted", exit 130
+        time.sleep(0.5)
+        assert _processes_mentioning(str(out)) == []
+    _finish(_galseg("predict", *common, "--out", str(out)))
+    for name in ("catalogue.ecsv", "arms.ecsv"):
+        assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
+    for mask in (tmp_path / "clean" / "masks").iterdir():
+        assert (out / "masks" / mask.name).read_bytes() == mask.read_bytes()
+    assert not list(out.rglob("*.part"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux's")
+def test_synth_killed_and_interrupted_resumes_to_identical_bytes(tmp_path):
+    common = ["--n", "40", "--size", "64", "--seed", "4", "--workers", "2"]
+    _finish(_galseg("synth", "--out", str(tmp_path / "clean"), *common, "--no-preview"))
+    out = tmp_path / "stopped"
+    for how in (signal.SIGKILL, signal.SIGINT):
+        before = len(list(out.glob("*.fits*")))
+        victim = _galseg("synth", "--out", str(out), *common, "--no-preview")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(out.glob("*.fits*"))) < before + 4:
+            time.sleep(0.01)
+        os.kill(victim.pid, how)
+        victim.wait(timeout=60)
+        victim.log.close()  # type: ignore[attr-defined]
+        time.sleep(0.3)
+        assert _processes_mentioning(str(out)) == []
+    _finish(_galseg("synth", "--out", str(out), *common, "--no-preview"))
+    clean = sorted(p.name for p in (tmp_path / "clean").iterdir())
+    assert sorted(p.name for p in out.iterdir()) == clean
+    for name in clean:
+        assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name

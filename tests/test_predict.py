@@ -129,6 +129,25 @@ def test_reruns_skip_finished_galaxies_and_retry_failures(trained_run, inputs, t
         assert list(first[column]) == list(second[column])
 
 
+def test_a_second_predict_into_the_same_folder_is_refused_while_the_first_writes(
+    trained_run, gz3d_dir, tmp_path, capsys
+):
+    """Two predicts into one --out would each end with a catalogue of their own inputs only
+    (rows lost): while one writes, the other is refused in one line; after it, the folder is free."""
+    from galseg.io import only_writer
+
+    out = tmp_path / "shared"
+    source = str(find_gz3d_files(gz3d_dir)[0])
+    command = ["predict", str(trained_run), source, "--out", str(out), "--device", "cpu", "--workers", "0"]
+    with only_writer(out, ".predict-rank0.lock", what="galseg predict"):  # the first, still writing
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert "another galseg predict is writing here now" in err and "\n" not in err
+        assert not (out / "catalogue.ecsv").exists() and not list((out / "masks").glob("*"))
+    assert main(command) == 0
+    assert len(read_catalogue(out / "catalogue.ecsv")) == 6
+
+
 def test_catalogue_formats(trained_run, inputs, tmp_path):
     listing, _, _ = inputs
     predictor = load(trained_run, device="cpu").select([3])
@@ -138,6 +157,10 @@ def test_catalogue_formats(trained_run, inputs, tmp_path):
         )
         back = read_catalogue(tmp_path / "p" / name)
         assert len(back) == len(table) == 6 and set(back["TH"][back["ERROR"] == ""]) == {3}
+        # every format reads back with the documented types (CSV stores flags as words)
+        assert back["HAS_ARMS"].dtype == bool and back["ARM_PIXELS"].dtype.kind == "i"
+        assert list(back["HAS_ARMS"]) == list(table["HAS_ARMS"])
+        assert back["CHIRALITY"].dtype.kind == "U" and back["PITCH_DEG"].dtype.kind == "f"
 
 
 def test_notebook_api_returns_masks_for_an_array(trained_run, gz3d_dir):
@@ -154,6 +177,20 @@ def test_inputs_expand_from_folders_and_lists(inputs):
         ["broken.fits", "cube.fits", "cutout.jpg", "cutout.png", "r_band.fits"]
     )
     assert len(expand_inputs([listing])) == 6
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32", "utf-8-sig"])
+def test_list_files_saved_by_windows_editors_read_like_plain_ones(inputs, tmp_path, codec):
+    listing, _, _ = inputs
+    names = "# from Notepad\r\ncutout.png\r\ncube.fits\r\n"
+    (listing.parent / f"win-{codec}.txt").write_bytes(names.encode(codec))
+    assert expand_inputs([listing.parent / f"win-{codec}.txt"]) == [
+        listing.parent / "cutout.png",
+        listing.parent / "cube.fits",
+    ]
+    (tmp_path / "nul.txt").write_bytes(b"cutout.png\0\ncube.fits\n")
+    with pytest.raises(GalsegError, match="nul.txt: the list holds NUL bytes"):
+        expand_inputs([tmp_path / "nul.txt"])
 
 
 def test_footprint_covers_the_galaxy_not_the_sky():
@@ -224,6 +261,26 @@ def test_exporting_over_a_model_never_leaves_none(trained_run, tmp_path, monkeyp
     monkeypatch.setattr(type(target), "rename", real_rename)
     ready.export_run(trained_run, target, scores={"version": 3})  # the next export tidies up
     assert ready.ready_run() == target and not list(tmp_path.glob(".ready_model*"))
+
+
+def test_the_ready_model_records_the_scores_of_the_weights_it_ships(tmp_path, monkeypatch):
+    """`galseg ready-model` end to end, small: the Table 1 recorded with the model is the one its
+    float16 weights give, not the training run's float32 ones."""
+    from galseg import ready
+    from galseg.evaluate import evaluate_run
+
+    monkeypatch.setattr(ready, "READY_DIR", tmp_path / "ready_model")
+    recipe = ready.ReadyRecipe(n=40, size=32, preset="tiny", epochs=1, batch_size=8)
+    shipped = ready.build_ready_model(tmp_path / "work", recipe=recipe, log=lambda line: None)
+    assert shipped == tmp_path / "ready_model" and ready.ready_run() == shipped
+    weights = torch.load(shipped / "multi" / "best.pt", weights_only=True)["model"]
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
+    recorded = json.loads((shipped / "run.json").read_text())["scores"]["synthetic_table1"]
+    table1 = evaluate_run(shipped, full_resolution=False, human=False, show_progress=False, n_boot=10).table1
+    assert [r["TH"] for r in recorded] == list(table1["TH"])
+    for row, again in zip(recorded, table1, strict=True):
+        assert row["N_BOTH_ARMS"] == again["N_BOTH_ARMS"]
+        assert row["POOLED_IOU"] == pytest.approx(float(again["POOLED_IOU"]), abs=1e-9)
 
 
 def test_predict_without_a_run_uses_the_ready_model_with_the_real_image_settings(

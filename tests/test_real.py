@@ -11,9 +11,18 @@ import pytest
 from PIL import Image
 
 from galseg import GalsegError
-from galseg.evaluate import ARM_NUMBER_ANSWERS, arm_auc, evaluate_real, inter_arm_disc, real_galaxies
+from galseg.arms import DiscGeometry
 from galseg.inference import CUT
 from galseg.metrics import real_markdown, real_summary
+from galseg.real import (
+    ARM_NUMBER_ANSWERS,
+    arm_auc,
+    disc_radius,
+    evaluate_real,
+    inter_arm_disc,
+    real_galaxies,
+    ring_auc,
+)
 
 SIZE = 96
 
@@ -154,6 +163,50 @@ def _two_arms() -> np.ndarray:
         ridge = start + np.log(r / 6) / np.tan(np.radians(20))
         mask |= np.abs(np.angle(np.exp(1j * (theta - ridge)))) * r < 2.5
     return mask & (r > 8) & (r < 44)
+
+
+def test_rings_of_the_disc_are_ellipses_of_its_geometry():
+    inclined = DiscGeometry(x=40.0, y=30.0, axis_ratio=0.5, position_angle=np.pi / 2)  # major axis up
+    radius = disc_radius((64, 96), inclined)
+    assert radius[30, 40] == pytest.approx(0.0)
+    assert radius[10, 40] == pytest.approx(20.0)  # 20 px along the major axis
+    assert radius[30, 50] == pytest.approx(20.0)  # 10 px along the minor axis, foreshortened by 2
+
+
+def test_brightness_that_falls_with_radius_ranks_arms_at_chance_within_rings():
+    """A glow brighter towards the centre puts inner arms above outer gaps (the whole-disc AUC
+    flatters it), but within a ring it cannot tell arm from gap; a map bright on the arms can."""
+    arms = _two_arms()
+    between = inter_arm_disc(arms, 3)
+    radius = disc_radius(arms.shape, DiscGeometry((SIZE - 1) / 2, (SIZE - 1) / 2))
+    glow = np.exp(-radius / 12)
+    assert ring_auc(glow, arms, between, radius) == pytest.approx(0.5, abs=0.08)
+    assert ring_auc(glow + arms, arms, between, radius) == pytest.approx(1.0)
+    assert ring_auc(glow - arms, arms, between, radius) == pytest.approx(0.0)
+    assert np.isnan(ring_auc(glow, np.zeros_like(arms), between, radius))
+
+
+class TwoArmOracle(Oracle):
+    """Marks two spiral arms in every image."""
+
+    def predict_image(self, image: np.ndarray) -> np.ndarray:
+        return np.stack([_two_arms(), _two_arms()]).astype(np.float32)
+
+
+def test_the_real_summary_says_whether_masks_beat_the_images_brightness(real_folder):
+    """The summary carries the same-radius ranking of network and brightness and how often the
+    network wins, with an interval; the Markdown table shows them."""
+    arms = (_two_arms() * 255).astype(np.uint8)
+    Image.fromarray(arms).save(real_folder / "sparcfire" / "good_armmask.png")  # SpArcFiRe's: two arms
+    rows = evaluate_real(TwoArmOracle(), real_folder)
+    reference = rows[rows["REF_PX"] > 0]
+    assert np.isfinite(reference["RING_AUC"]).all() and np.isfinite(reference["BRIGHTNESS_RING_AUC"]).all()
+    summary = real_summary(rows[rows["TH"] == 1])
+    row = summary[0]
+    assert row["N_RING"] == 1 and row["RING_AUC"] == pytest.approx(1.0)  # the oracle marks the arm itself
+    assert row["BEATS_BRIGHTNESS"] == pytest.approx(1.0)  # a flat grey image cannot rank it
+    assert row["RING_AUC_LO"] <= row["RING_AUC"] <= row["RING_AUC_HI"]
+    assert "network better" in real_markdown(summary) and "1 of 1" in real_markdown(summary)
 
 
 @dataclass

@@ -199,3 +199,22 @@ def test_the_simple_outline_test_agrees_with_a_pair_by_pair_reference():
         verdicts.append(_simple_by_hand(points))
         assert is_simple_outline(points) == verdicts[-1], points.tolist()
     assert 0.1 < np.mean(verdicts) < 0.9  # both answers were tested
+
+
+def test_the_gz3d_check_scores_arms_against_the_volunteers_and_the_hexagon(drawn):
+    """A 'network' that marks what three volunteers drew has recall and precision 1 and nothing on
+    the hexagon; one that marks the hexagon's line has every pixel on it and no precision."""
+    from galseg.real import ON_HEXAGON_PX, gz3d_scores
+
+    drawn3 = (drawn.spiral_votes >= 3).astype(np.float32)
+    rows = gz3d_scores({"spiral": np.stack([drawn3, drawn3])}, drawn, (1, 3), cut=0.5)
+    assert [r["TH"] for r in rows] == [1, 3]
+    assert rows[1]["RECALL"] == pytest.approx(1.0) and rows[1]["PRECISION"] == pytest.approx(1.0)
+    assert rows[1]["ARM_PX"] == int(drawn3.sum()) and rows[1]["ARM_PX_ON_HEXAGON"] == 0
+    assert rows[0]["VOLUNTEER_ARM_PX"] > rows[1]["VOLUNTEER_ARM_PX"] > 0
+    assert rows[1]["BAR_PX"] == 0 and rows[1]["VOLUNTEER_BAR_PX"] > 0  # no bar plane: no bar pixels
+    line = (hexagon_distance(37, 525) <= 1.0).astype(np.float32)
+    rows = gz3d_scores({"spiral": line[None], "bar": line[None]}, drawn, (3,), cut=0.5)
+    assert rows[0]["ARM_PX_ON_HEXAGON"] == rows[0]["ARM_PX"] > 500 and rows[0]["BAR_PX"] == rows[0]["ARM_PX"]
+    assert rows[0]["RECALL"] < 0.05 and rows[0]["PRECISION"] < 0.3  # the line crosses a few drawn arms
+    assert ON_HEXAGON_PX >= 1.0

@@ -12,7 +12,7 @@ From an arm mask (or probability map) and the image:
    meet the bulge), each fitted with a logarithmic spiral r = r0 exp(theta tan(phi)) along its
    medial line (:func:`medial_line`: the longest path of the whole mask's skeleton within the
    component, scikit-image's thinning): theta is unwrapped along increasing radius, and
-   theta = a + b ln r is fitted by least squares, so tan(phi) = 1 / |b| and the sign of b gives
+   theta = a + b ln r is fitted by least squares, so tan(phi) = 1 / abs(b) and the sign of b gives
    the winding. Components and smoothing are scipy.ndimage's;
 5. the arm count: the peaks of the face-on map's azimuthal profile unwound along log spirals
    (:func:`arm_count`), which an arm drawn in pieces or two arms joined near the bulge do not
@@ -534,15 +534,23 @@ def measure_arms(
 
     Parameters
     ----------
-    mask : (H, W) bool arm mask, or probabilities (thresholded at 0.5).
-    image : (H, W, 3) or (H, W) image, for the centre, the disc geometry and the light fraction.
-    geometry : the disc's centre and orientation, if known (else measured from ``image``, else a
+    mask
+        (H, W) bool arm mask, or probabilities (thresholded at 0.5).
+    image
+        (H, W, 3) or (H, W) image, for the centre, the disc geometry and the light fraction.
+    geometry
+        the disc's centre and orientation, if known (else measured from ``image``, else a
         face-on disc at the image centre).
-    arcsec_per_px : pixel scale for lengths in arcsec (NaN without).
-    min_area_fraction : smaller components (in face-on pixels, as a share of the grid) are noise.
-    central_fraction : radius, as a share of the face-on grid, inside which arms are not split.
-    light : :func:`luminance` of ``image``, when the caller measures several masks of one image.
-    count : the galaxy's arm count, when taken already: :func:`count_arms` of its
+    arcsec_per_px
+        pixel scale for lengths in arcsec (NaN without).
+    min_area_fraction
+        smaller components (in face-on pixels, as a share of the grid) are noise.
+    central_fraction
+        radius, as a share of the face-on grid, inside which arms are not split.
+    light
+        :func:`luminance` of ``image``, when the caller measures several masks of one image.
+    count
+        the galaxy's arm count, when taken already: :func:`count_arms` of its
         :func:`agreement_map`, one count for every threshold (a fifth of GZ:3D's th = 3 masks lack
         an arm that fewer volunteers drew). Default: counted on this mask alone.
     """

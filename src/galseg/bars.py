@@ -109,6 +109,6 @@ def measure_bar(
 
 
 def angle_difference_deg(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    """|a - b| for axes (defined modulo 180 degrees), in [0, 90]."""
+    """abs(a - b) for axes (defined modulo 180 degrees), in [0, 90]."""
     d = np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)) % 180.0
     return np.minimum(d, 180.0 - d)

@@ -311,12 +311,35 @@ def _add_report_target(p: argparse.ArgumentParser) -> None:
     )
 
 
+EXAMPLES = {
+    "synth": "galseg synth --out synthetic/ --n 500 --seed 1",
+    "prepare": "galseg prepare gz3d/ --out data128/ --size 128",
+    "download": "galseg download --out gz3d/ --limit 100",
+    "train": "galseg train data128/ --out run/ --preset small --head multi --target both --epochs 10",
+    "evaluate": "galseg evaluate run/ --tta",
+    "predict": "galseg predict my_cutouts/ --out masks/ --overlay",
+    "ready-model": "galseg ready-model --work ready-model-work --real ../shared/real",
+    "demo": "galseg demo --out demo-output",
+}
+"""One worked example per subcommand, shown at the end of its --help (and tested to parse)."""
+
+
+def _command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with its worked example."""
+    return sub.add_parser(
+        name,
+        epilog=f"example:\n  {EXAMPLES[name]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="galseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write synthetic galaxies as GZ:3D files")
+    p = _command(sub, "synth", help="write synthetic galaxies as GZ:3D files")
     p.add_argument("--out", required=True, type=Path, help="folder for the .fits.gz files")
     p.add_argument("--n", type=_count(1, 1_000_000), default=100, help="number of galaxies")
     p.add_argument("--seed", type=_count(0, 2**32 - 1), default=0)
@@ -330,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_synth)
 
-    p = sub.add_parser("prepare", help="resize GZ:3D files once into a training-ready dataset folder")
+    p = _command(sub, "prepare", help="resize GZ:3D files once into a training-ready dataset folder")
     p.add_argument("gz3d_dir", type=Path, help="folder searched recursively for .fits / .fits.gz")
     p.add_argument("--out", required=True, type=Path, help="dataset folder")
     p.add_argument(
@@ -353,14 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_prepare)
 
-    p = sub.add_parser("download", help="fetch the real GZ:3D files (SDSS DR17), resumable")
+    p = _command(sub, "download", help="fetch the real GZ:3D files (SDSS DR17), resumable")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--limit", type=_count(1), default=None, help="only the first N files of the listing")
     p.add_argument("--workers", type=_count(1), default=8, help="parallel transfers")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL)
     p.set_defaults(func=_download)
 
-    p = sub.add_parser("train", help="train U-Nets on a prepared dataset (one per threshold, or one for all)")
+    p = _command(sub, "train", help="train U-Nets on a prepared dataset (one per threshold, or one for all)")
     p.add_argument("dataset", type=Path, help="a folder made by galseg prepare")
     p.add_argument("--out", required=True, type=Path, help="run folder")
     p.add_argument("--thresholds", default="1-6", help="vote thresholds: 1-6, 3, or 1,3,5")
@@ -440,8 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser(
-        "evaluate", help="the paper's per-galaxy metrics, Table 1 and figures on the test split"
+    p = _command(
+        sub, "evaluate", help="the paper's per-galaxy metrics, Table 1 and figures on the test split"
     )
     p.add_argument("run", type=Path, help="a run folder made by galseg train")
     p.add_argument("--dataset", type=Path, default=None, help="dataset folder (default: the run's own)")
@@ -466,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_count(1), default=32)
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="arm masks and a catalogue for new images (GZ:3D, FITS, PNG, JPEG)")
+    p = _command(sub, "predict", help="arm masks and a catalogue for new images (GZ:3D, FITS, PNG, JPEG)")
     p.add_argument(
         "inputs",
         nargs="+",
@@ -495,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="centred crops to predict, as shares of the side, highest probability kept: 1 (the "
         "image as given, GZ:3D framing; a run's default) or 1,0.6 for survey cutouts framed wider "
-        "(the ready model's default; see README)",
+        "(the ready model's default; see docs/results.md)",
     )
     p.add_argument(
         "--cut",
@@ -503,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="mark a pixel where P(votes >= th) exceeds this (a run's default 0.5, as the networks "
         "were trained); 0.2 for real survey images with a network trained on synthetic galaxies, "
-        "the ready model's default (see README)",
+        "the ready model's default (see docs/results.md)",
     )
     p.add_argument(
         "--compile",
@@ -534,8 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser(
-        "ready-model", help="make the network shipped with galseg (fixed seeds), with its real-image check"
+    p = _command(
+        sub,
+        "ready-model",
+        help="make the network shipped with galseg (fixed seeds), with its real-image check",
     )
     p.add_argument("--work", type=Path, default=Path("ready-model-work"), help="working folder (resumable)")
     p.add_argument(
@@ -546,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_ready_model)
 
-    p = sub.add_parser("demo", help="the whole study on synthetic galaxies, with an HTML report")
+    p = _command(sub, "demo", help="the whole study on synthetic galaxies, with an HTML report")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument(
         "--n", type=_count(8), default=None, help="number of synthetic galaxies (default 2000; quick 160)"
@@ -589,6 +614,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("galseg: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except OSError as exc:  # the machine's, not galseg's: a full disk, a folder gone, no permission
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"galseg: error: {where}{exc.strerror or exc}; work finished so far is kept", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 
 from galseg import __version__
 from galseg.dataset import open_dataset, prepare
-from galseg.evaluate import evaluate_real, evaluate_run, real_examples
+from galseg.evaluate import evaluate_run
 from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
 from galseg.io import progress
 from galseg.metrics import (
@@ -39,6 +39,7 @@ from galseg.plots import (
     real_galaxies_figure,
 )
 from galseg.predict import predict_files
+from galseg.real import evaluate_real, real_examples
 from galseg.synthetic import write_synthetic
 from galseg.train import TrainConfig, read_run, train
 

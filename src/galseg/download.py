@@ -41,9 +41,14 @@ def list_remote(base_url: str) -> list[str]:
     _check_url(base_url)
     try:
         with urllib.request.urlopen(base_url, timeout=TIMEOUT_S) as response:
-            page = response.read(MAX_LISTING_BYTES).decode("utf-8", "replace")
+            page = response.read(MAX_LISTING_BYTES + 1)
     except (urllib.error.URLError, OSError) as exc:
         raise GalsegError(f"{base_url}: cannot read the archive listing ({exc})") from exc
+    if len(page) > MAX_LISTING_BYTES:  # read no further: a cut listing would be a silent partial one
+        raise GalsegError(
+            f"{base_url}: the listing is over {MAX_LISTING_BYTES >> 20} MB; not an archive folder"
+        )
+    page = page.decode("utf-8", "replace")
     names = sorted({os.path.basename(link) for link in _LINK.findall(page)})
     if not names:
         raise GalsegError(f"{base_url}: the listing links no .fits.gz files (wrong --base-url?)")

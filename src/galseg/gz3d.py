@@ -239,9 +239,12 @@ def rasterise_outlines(
 
     Parameters
     ----------
-    outlines : iterable of (N, 2) arrays of [x, y] pixel coordinates (closed implicitly).
-    shape : (H, W) of the image.
-    production_rule : skip outlines that cross themselves, as the catalogue's HDU 3 / 4 do
+    outlines
+        iterable of (N, 2) arrays of [x, y] pixel coordinates (closed implicitly).
+    shape
+        (H, W) of the image.
+    production_rule
+        skip outlines that cross themselves, as the catalogue's HDU 3 / 4 do
         (:func:`is_simple_outline`); False counts every outline.
     """
     counts = np.zeros(shape, dtype=np.float64)

@@ -38,10 +38,10 @@ real arm pixels well but are under-confident on them (the probabilities shrink u
 of domain), so at 0.5 they mark few. Chosen on the real check (``shared/real``; images for
 choosing, never training): the lowest cut at which no more than one in ten of the smooth
 galaxies gets arms at th = 3, on the demo's network, then checked on three networks trained on
-the H200 (README, "Real galaxies")."""
+the H200 (docs/tried.md, "Real images")."""
 REAL_ZOOMS = (1.0, 0.6)
 """The zooms for real survey cutouts, which frame their galaxies more loosely than GZ:3D: the image
-whole and its middle 60% enlarged (chosen on ``shared/real``: README, "Real galaxies")."""
+whole and its middle 60% enlarged (chosen on ``shared/real``: docs/tried.md, "Real images")."""
 
 
 def check_cut(cut: float) -> float:
@@ -59,10 +59,13 @@ class Predictor:
 
     Attributes
     ----------
-    thresholds : the vote thresholds predicted, in order.
-    structures : what is segmented ("spiral", "bar"), in order; the plane axis of every output
+    thresholds
+        the vote thresholds predicted, in order.
+    structures
+        what is segmented ("spiral", "bar"), in order; the plane axis of every output
         is structures x thresholds, structure-major (just the thresholds for one structure).
-    size : the side, in pixels, that the networks were trained at.
+    size
+        the side, in pixels, that the networks were trained at.
     """
 
     run: Path
@@ -333,3 +336,12 @@ def load(
         cut=cut,
         hexagon=hexagon,
     )
+
+
+def load_ready(**options) -> Predictor:
+    """The network shipped with galseg (:func:`galseg.ready.ready_run`) at the settings for real
+    survey cutouts, ``zooms=REAL_ZOOMS`` and ``cut=REAL_CUT``, as ``galseg predict`` without a
+    run uses it; ``options`` are :func:`load`'s and override those two."""
+    from galseg.ready import ready_run
+
+    return load(ready_run(), **{"zooms": REAL_ZOOMS, "cut": REAL_CUT, **options})

@@ -13,6 +13,7 @@ and arms).
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
@@ -63,6 +64,26 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_json(path: str | os.PathLike[str], value: object) -> None:
     """``value`` as indented JSON, written atomically."""
     atomic_write_bytes(path, (json.dumps(value, indent=1) + "\n").encode())
+
+
+@contextmanager
+def only_writer(folder: Path, name: str, *, what: str) -> Iterator[None]:
+    """Hold ``folder/name`` locked while a command writes into ``folder``: a second command that
+    would write there at the same time is refused in one line instead of mixing its results in.
+    The kernel drops the lock when the holder exits, however it exits, so a killed run never
+    leaves the folder locked."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / name, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GalsegError(
+                f"{folder}: another {what} is writing here now; wait for it to finish or choose another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def writable_folder(path: str | os.PathLike[str], *, option: str = "--out") -> Path:

@@ -191,7 +191,7 @@ class Reliability:
 
     Pixels are binned by predicted probability; per bin the mean prediction (confidence) and the
     observed frequency of truth. Expected calibration error = sum over bins of
-    (pixels in bin / all pixels) * |frequency - confidence|.
+    (pixels in bin / all pixels) * abs(frequency - confidence).
     """
 
     bins: int = 10
@@ -300,8 +300,10 @@ def panel_jaccards(
 
     Parameters
     ----------
-    drawings : (V, H, W) outline counts of each volunteer.
-    model_masks : (T, H, W) bool, the model's masks at ``thresholds``.
+    drawings
+        (V, H, W) outline counts of each volunteer.
+    model_masks
+        (T, H, W) bool, the model's masks at ``thresholds``.
 
     Returns
     -------
@@ -425,9 +427,48 @@ def real_summary(per_galaxy: Table) -> Table:
                 else np.nan,
                 "N_COUNT": len(counted),
                 "ARM_COUNT_AGREEMENT": float(np.mean(agrees)) if len(counted) else np.nan,
+                **ring_ranking(ref),
             }
         )
     return Table(rows=rows)
+
+
+RING_COLUMNS = (
+    "RING_AUC",
+    "RING_AUC_LO",
+    "RING_AUC_HI",
+    "BRIGHTNESS_RING_AUC",
+    "BEATS_BRIGHTNESS",
+    "BEATS_BRIGHTNESS_LO",
+    "BEATS_BRIGHTNESS_HI",
+)
+
+
+def ring_ranking(reference_rows: Table, *, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Arms against the disc between them at the same radius, over the galaxies with a reference
+    where both rankings exist: the network's mean ``RING_AUC`` and the image brightness's, the
+    share of galaxies where the network ranks better, and 95% bootstrap intervals of the first
+    and the last (a handful of galaxies: the interval is the message)."""
+    if "RING_AUC" not in reference_rows.colnames:  # tables from before the ring ranking
+        return {}
+    net = np.asarray(reference_rows["RING_AUC"], float)
+    light = np.asarray(reference_rows["BRIGHTNESS_RING_AUC"], float)
+    usable = np.isfinite(net) & np.isfinite(light)
+    net, light = net[usable], light[usable]
+    out = {"N_RING": int(usable.sum())}
+    if not usable.any():
+        return out | dict.fromkeys(RING_COLUMNS, np.nan)
+    picks = np.random.default_rng(seed).integers(0, len(net), size=(n_boot, len(net)))
+    means, beats = net[picks].mean(axis=1), (net[picks] > light[picks]).mean(axis=1)
+    return out | {
+        "RING_AUC": float(net.mean()),
+        "RING_AUC_LO": float(np.quantile(means, 0.025)),
+        "RING_AUC_HI": float(np.quantile(means, 0.975)),
+        "BRIGHTNESS_RING_AUC": float(light.mean()),
+        "BEATS_BRIGHTNESS": float(np.mean(net > light)),
+        "BEATS_BRIGHTNESS_LO": float(np.quantile(beats, 0.025)),
+        "BEATS_BRIGHTNESS_HI": float(np.quantile(beats, 0.975)),
+    }
 
 
 def _mean_ratio(numerator, denominator) -> float:
@@ -443,17 +484,30 @@ def _share(row, share: str, count: str) -> str:
     return f"{round(row[share] * row[count])} of {row[count]}"
 
 
+def ring_text(row) -> str:
+    """The same-radius ranking of one real-summary row, as network / brightness and the share."""
+    if "RING_AUC" not in row.colnames or not np.isfinite(row["RING_AUC"]):
+        return "-"
+    return (
+        f"{row['RING_AUC']:.2f} [{row['RING_AUC_LO']:.2f}, {row['RING_AUC_HI']:.2f}] / "
+        f"{row['BRIGHTNESS_RING_AUC']:.2f}, "
+        f"{round(row['BEATS_BRIGHTNESS'] * row['N_RING'])} of {row['N_RING']} "
+        f"[{100 * row['BEATS_BRIGHTNESS_LO']:.0f}-{100 * row['BEATS_BRIGHTNESS_HI']:.0f}%]"
+    )
+
+
 def real_markdown(summary: Table) -> str:
     """The real-image check as a Markdown table, one line per threshold."""
     lines = [
         "| th | arm recall (mean / pooled) | arm precision (mean / pooled) | arms above disc (AUC) | "
+        "same radius: network / brightness, network better | "
         "spirals with arms | smooth with arms | median pitch error | winding agrees | arm count agrees |",
-        "| ---: | --- | --- | ---: | --- | --- | --- | --- | --- |",
+        "| ---: | --- | --- | ---: | --- | --- | --- | --- | --- | --- |",
     ]
     for r in summary:
         lines.append(
             f"| {r['TH']} | {r['RECALL']:.2f} / {r['POOLED_RECALL']:.2f} | "
-            f"{r['PRECISION']:.2f} / {r['POOLED_PRECISION']:.2f} | {r['ARM_AUC']:.2f} | "
+            f"{r['PRECISION']:.2f} / {r['POOLED_PRECISION']:.2f} | {r['ARM_AUC']:.2f} | {ring_text(r)} | "
             f"{100 * r['SPIRALS_WITH_ARMS']:.0f}% of {r['N_SPIRAL']} | "
             f"{100 * r['SMOOTH_WITH_ARMS']:.0f}% of {r['N_SMOOTH']} | "
             f"{r['MEDIAN_PITCH_ERROR_DEG']:.1f} deg ({r['N_PITCH']}) | {100 * r['WINDING_AGREEMENT']:.0f}% | "

@@ -37,7 +37,10 @@ def galaxy_grid(
 
     Parameters
     ----------
-    images : (H, W, 3) uint8 arrays; votes : (H, W) vote-count arrays on the same grid.
+    images
+        (H, W, 3) uint8 arrays.
+    votes
+        (H, W) vote-count arrays on the same grid.
     """
     n = len(images)
     rows = int(np.ceil(n / columns))
@@ -329,7 +332,8 @@ def prediction_overlay(
             ax_img.plot(xy[:, 0], xy[:, 1], color="cyan", lw=1.2, ls="--")
         if found:
             title += (
-                f": {summary.n_arms} arms, pitch {summary.pitch_deg:.0f}°, {summary.chirality}-wise (th={th})"
+                f": {summary.n_arms} arm segment{'s' if summary.n_arms != 1 else ''}, "
+                f"pitch {summary.pitch_deg:.0f}°, {summary.chirality}-wise (th={th})"
             )
         ax_img.set_xlim(0, source.image.shape[1] - 1)
         ax_img.set_ylim(source.image.shape[0] - 1, 0)
@@ -378,5 +382,40 @@ def real_galaxies_figure(
     fig.suptitle(
         f"real galaxies: yellow th=1, red th=3 (P > {cut:g}), dotted cyan SpArcFiRe's arms", fontsize=9
     )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def gz3d_check_figure(
+    galaxies: Sequence,
+    planes: Sequence[dict[str, np.ndarray]],
+    thresholds: Sequence[int],
+    path: str | os.PathLike[str],
+    *,
+    cut: float,
+    title: str,
+) -> Path:
+    """Real GZ:3D files, one row each: the image the volunteers saw (hexagon and all), their arm
+    votes (HDU 3), and the network's arms at th = 1 and 3 and its bar at th = 3 (P > ``cut``)."""
+    fig, axes = plt.subplots(len(galaxies), 3, figsize=(9, 3.1 * len(galaxies)), squeeze=False)
+    for row, galaxy, p in zip(axes, galaxies, planes, strict=True):
+        for ax in row:
+            ax.set_axis_off()
+        row[0].imshow(galaxy.image, origin="upper")
+        row[0].set_title(f"{galaxy.mangaid}: as drawn on", fontsize=8)
+        row[1].imshow(galaxy.spiral_votes, origin="upper", cmap="magma", vmin=0, vmax=15)
+        if galaxy.bar_votes.max() > 0:
+            row[1].contour(galaxy.bar_votes, levels=[0.5], colors=["#00e5ff"], linewidths=0.8)
+        row[1].set_title("volunteers: arm votes (bar outline cyan)", fontsize=8)
+        row[2].imshow(galaxy.image, origin="upper")
+        for th, colour in ((1, "#ffd54f"), (3, "#ff1744")):
+            if th in thresholds and "spiral" in p and p["spiral"][thresholds.index(th)].max() > cut:
+                row[2].contour(
+                    p["spiral"][thresholds.index(th)], levels=[cut], colors=[colour], linewidths=0.9
+                )
+        if 3 in thresholds and "bar" in p and p["bar"][thresholds.index(3)].max() > cut:
+            row[2].contour(p["bar"][thresholds.index(3)], levels=[cut], colors=["#00e5ff"], linewidths=0.9)
+        row[2].set_title("network: arms th=1 yellow, th=3 red; bar th=3 cyan", fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)

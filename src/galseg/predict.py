@@ -10,11 +10,14 @@ One unreadable or odd input becomes an error row, never the end of the run.
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import hashlib
 import io
 import multiprocessing
 import os
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -58,6 +61,7 @@ from galseg.io import (
     die_with_parent,
     gzip_bytes,
     one_line,
+    only_writer,
     progress,
     read_bytes,
     read_picture,
@@ -91,6 +95,29 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
 
 
+def _list_bytes(path: Path) -> bytes:
+    """A list file's bytes as the file system spells paths: UTF-16 and UTF-32 (as Windows editors
+    save text, with a byte-order mark) re-encoded, a UTF-8 byte-order mark dropped."""
+    data = read_bytes(path, inflate=False)
+    for bom, codec in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(bom):
+            try:
+                return os.fsencode(data.decode(codec))
+            except UnicodeDecodeError as exc:
+                raise GalsegError(f"{path}: not valid {codec.upper()} text ({exc.reason})") from exc
+    data = data.removeprefix(codecs.BOM_UTF8)
+    if b"\0" in data:
+        raise GalsegError(
+            f"{path}: the list holds NUL bytes; save it as plain text (UTF-8), one path per line"
+        )
+    return data
+
+
 def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Files, folders (searched recursively) and text files listing paths, in a stable order.
 
@@ -107,7 +134,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
             )
         elif item.name.lower().endswith(LIST_SUFFIXES) and item.is_file():
             try:
-                lines = item.read_bytes().splitlines()
+                lines = _list_bytes(item).splitlines()
             except OSError as exc:
                 raise GalsegError(f"{item}: cannot read the list ({exc.strerror})") from exc
             for line in lines:
@@ -170,11 +197,12 @@ def _read_fits_image(path: Path, hdul: fits.HDUList) -> tuple[np.ndarray, WCS | 
     return image, wcs
 
 
-def read_input(path: Path) -> InputImage:
+def read_input(path: str | os.PathLike[str]) -> InputImage:
     """Read a GZ:3D file, a plain FITS image or cube, or a PNG/JPEG cutout as 8-bit RGB.
 
     Every read is bounded (:mod:`galseg.io`): file size, inflated size and pixel count.
     """
+    path = Path(path)
     name = _stem(path)
     centre = stars = ifu = None
     if path.name.lower().endswith((".png", ".jpg", ".jpeg")):
@@ -449,7 +477,7 @@ def mask_file_bytes(
         parts.append(image_bytes(scaled, name=prob_name, text=wcs_text, cards=cards))
         if spread is not None:
             scaled = np.rint(spread[structure] * PROBABILITY_SCALE).astype(np.uint8)
-            cards = [("PSCALE", PROBABILITY_SCALE, "std of P over the 8 orientations = value / PSCALE")]
+            cards = [("PSCALE", PROBABILITY_SCALE, "std of P over 8 orientations = value / PSCALE")]
             parts.append(image_bytes(scaled, name=spread_name, text=wcs_text, cards=cards))
     parts.append(bintable_bytes(stats, extname="STATS"))
     if arms is not None and geometry is not None:
@@ -497,12 +525,14 @@ def _input_stamp(path: Path) -> tuple[int, int]:
 
 
 def _finished(target: Path, run_id: str, stamp: tuple[int, int]) -> bool:
-    """Whether ``target`` is this run's complete output for this very input (else redo it)."""
+    """Whether ``target`` is this run's complete, undamaged output for this very input (else redo
+    it): the whole file is read, so a damaged mask file left by a crash or a bad disk is redone
+    instead of stopping the rerun."""
     if not target.exists():
         return False
     try:
-        header = fits.getheader(target, 0)
-    except (OSError, ValueError, EOFError):
+        header = _read_back(target)[5]
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zlib.error):
         return False
     return header.get("RUNID") == run_id and (header.get("INBYTES"), header.get("INMTIME")) == stamp
 
@@ -578,9 +608,10 @@ def galaxy_statistics(
     return stats, geometry, arms
 
 
-def _finish(work: _Finish) -> tuple[int, tuple | None, str | None]:
+def _finish(work: _Finish) -> tuple[int, tuple | None, str | None, bool]:
     """Masks, statistics, arms and bar of one galaxy, written whole; returns (index, what the
-    catalogue needs, None) or (index, None, the error)."""
+    catalogue needs, None, False) or (index, None, the error, whether it stops the run: a write
+    that failed, e.g. a full disk, would fail for every galaxy after it)."""
     try:
         source, thresholds, shape = work.source, work.thresholds, work.source.image.shape[:2]
 
@@ -606,7 +637,10 @@ def _finish(work: _Finish) -> tuple[int, tuple | None, str | None]:
             geometry=geometry,
             cut=work.cut,
         )
-        atomic_write_bytes(work.target, gzip_bytes(data))
+        try:
+            atomic_write_bytes(work.target, gzip_bytes(data))
+        except OSError as exc:
+            return work.index, None, f"{work.target}: cannot write: {exc.strerror or one_line(exc)}", True
         if work.overlay is not None:
             bar = planes.get("bar")
             first = planes.get("spiral", bar)
@@ -630,12 +664,16 @@ def _finish(work: _Finish) -> tuple[int, tuple | None, str | None]:
                 source.warning,
             ),
             None,
+            False,
         )
+    except OSError as exc:  # the overlay's file
+        return work.index, None, f"{exc.filename or work.overlay_path}: cannot write: {exc.strerror}", True
     except Exception as exc:  # noqa: BLE001 - one odd galaxy must not lose the others
         return (
             work.index,
             None,
             f"{printable(work.source.source)}: {type(exc).__name__}: {printable(one_line(exc))}",
+            False,
         )
 
 
@@ -669,6 +707,40 @@ def predict_files(
     paths = expand_inputs(inputs)
     if not paths:
         raise GalsegError("no inputs: give image files, folders or text files listing them")
+    # two predicts into one folder would each write a catalogue of their own inputs only
+    with only_writer(out, f".predict-rank{rank}.lock", what="galseg predict"):
+        return _predict_files(
+            predictor,
+            paths,
+            out,
+            rank,
+            world,
+            catalogue,
+            batch_size,
+            workers,
+            overlay,
+            tta,
+            measure_arms_too,
+            show_progress,
+        )
+
+
+def _predict_files(
+    predictor: Predictor,
+    paths: list[Path],
+    out: Path,
+    rank: int,
+    world: int,
+    catalogue: str,
+    batch_size: int,
+    workers: int,
+    overlay: Callable[..., object] | None,
+    tta: bool,
+    measure_arms_too: bool,
+    show_progress: bool,
+) -> Table:
+    """:func:`predict_files` once the inputs are known and ``out`` is this process's."""
+    suffix = "".join(Path(catalogue).suffixes[-1:]).lower()
     (out / "masks").mkdir(parents=True, exist_ok=True)
     names = [output_name(p) for p in paths]
     stamps = [_input_stamp(p) for p in paths]
@@ -682,7 +754,6 @@ def predict_files(
     mine = list(range(rank, len(paths), world))
     todo = [i for i in mine if not _finished(out / "masks" / f"{names[i]}.fits.gz", run_id, stamps[i])]
     errors: dict[int, str] = {}
-    warnings_: dict[int, str] = {}
     written: dict[int, tuple] = {}
     thresholds = predictor.thresholds
     loader = torch.utils.data.DataLoader(
@@ -726,17 +797,18 @@ def predict_files(
                 "SOURCE": printable(os.path.abspath(source.source)),
                 "INBYTES": stamps[index][0],
                 "INMTIME": stamps[index][1],
+                "WARNING": source.warning,  # read back by a rerun that finds this file done
             },
         )
 
     def collect(done: Future | _Finish) -> None:
-        index, result, error = done.result() if isinstance(done, Future) else _finish(done)
+        index, result, error, fatal = done.result() if isinstance(done, Future) else _finish(done)
+        if fatal:
+            raise GalsegError(f"{error}; free space and rerun the same command (files written are kept)")
         if error is not None:
             errors[index] = error
         else:
             written[index] = result
-            if result[4]:
-                warnings_[index] = result[4]
         bar.update()
 
     def flush() -> None:
@@ -781,7 +853,7 @@ def predict_files(
     bar.close()
 
     part, arm_part = _catalogue_rows(
-        paths, names, mine, errors, warnings_, written, out, stat_columns(predictor.structures)
+        paths, names, mine, errors, written, out, stat_columns(predictor.structures)
     )
     arms_name = f"arms{suffix}"
     if world > 1:
@@ -819,13 +891,20 @@ CATALOGUE_FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".fits": "fits"
 
 
 def read_catalogue(path: str | os.PathLike[str]) -> Table:
-    """A prediction catalogue in any of its formats, with empty text restored (not masked)."""
+    """A prediction catalogue in any of its formats with the documented types: empty text restored
+    (CSV masks it) and the flags bool (CSV stores them as the words True and False)."""
     path = Path(path)
     table = Table.read(path, format=CATALOGUE_FORMATS.get(path.suffix.lower()))
-    for name in ("ERROR", "WARNING", "OUTPUT", "SOURCE", "NAME"):
+    for name in ("ERROR", "WARNING", "OUTPUT", "SOURCE", "NAME", "CHIRALITY"):
         if name in table.colnames and hasattr(table[name], "filled"):  # CSV: empty text is masked
             column = table[name]
             table[name] = np.where(column.mask, "", np.asarray(column.data).astype(str))
+    for name in ("HAS_ARMS", "HAS_BAR"):
+        if name in table.colnames and table[name].dtype != bool:
+            words = np.char.lower(np.asarray(table[name]).astype(str))
+            if not np.isin(words, ("true", "false")).all():
+                raise GalsegError(f"{path}: column {name} holds values other than True and False")
+            table[name] = words == "true"
     return table
 
 
@@ -865,15 +944,22 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _read_back(target: Path) -> tuple[str, tuple[int, int], np.ndarray, np.ndarray | None]:
-    """Name, shape, statistics and arms of a mask file an earlier run wrote, with FITS logical
-    and text columns decoded to bool and str (``Table`` does that; raw records would not)."""
-    with fits.open(target) as hdul:
+def _read_back(
+    target: Path,
+) -> tuple[str, tuple[int, int], np.ndarray, np.ndarray | None, str, fits.Header]:
+    """Name, shape, statistics, arms, warning and primary header of a mask file an earlier run
+    wrote, with FITS logical and text columns decoded to bool and str (``Table`` does that; raw
+    records would not). The whole file is decompressed first, so gzip's checksum and length
+    catch a file cut short or damaged anywhere."""
+    data = gzip.decompress(target.read_bytes())
+    with fits.open(io.BytesIO(data)) as hdul:
+        hdul.verify("exception")
         stats = Table(hdul["STATS"].data).as_array()
         height, width = hdul[1].data.shape  # the first mask
-        name = str(hdul[0].header.get("NAME", ""))
+        header = hdul[0].header.copy()
         arms = Table(hdul["ARMS"].data).as_array() if "ARMS" in hdul else None
-    return name, (height, width), stats, arms
+    name, warning = str(header.get("NAME", "")), str(header.get("WARNING", ""))
+    return name, (height, width), stats, arms, warning, header
 
 
 def _catalogue_rows(
@@ -881,7 +967,6 @@ def _catalogue_rows(
     names: Sequence[str],
     mine: Sequence[int],
     errors: dict[int, str],
-    warnings_: dict[int, str],
     written: dict[int, tuple],
     out: Path,
     stat: tuple[tuple[str, ...], tuple[str, ...]],
@@ -908,8 +993,10 @@ def _catalogue_rows(
             )
             continue
         try:
-            name, (height, width), stats, arms = written[i][:4] if i in written else _read_back(target)
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+            name, (height, width), stats, arms, warning = (
+                written[i] if i in written else _read_back(target)[:5]
+            )
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zlib.error) as exc:
             raise GalsegError(f"{target}: damaged; delete it and rerun ({one_line(exc)})") from exc
         for arm in arms if arms is not None else []:
             arm_rows.append(
@@ -925,7 +1012,7 @@ def _catalogue_rows(
                     "HEIGHT": height,
                     "WIDTH": width,
                     **{c: _plain(r[c]) for c in stat[0]},
-                    "WARNING": warnings_.get(i, ""),
+                    "WARNING": warning,
                     "ERROR": "",
                 }
             )

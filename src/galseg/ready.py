@@ -80,7 +80,7 @@ def export_run(
 class ReadyRecipe:
     """Everything that makes the ready model; change nothing here without re-measuring. The
     demo's galaxies and network, trained twice as long and with each image on its own scale
-    (``normalise``): the recipe that met the real-image goal (README, "The ready model")."""
+    (``normalise``): the recipe that met the real-image goal (docs/results.md, "The ready model")."""
 
     n: int = 2000
     seed: int = 0
@@ -105,10 +105,7 @@ def build_ready_model(
     Every stage resumes in ``work``. The real images (``real``, e.g. ``shared/real``) only check
     the result; they never choose anything here."""
     from galseg.dataset import prepare
-    from galseg.evaluate import evaluate_real, evaluate_run
-    from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
     from galseg.io import progress
-    from galseg.metrics import real_markdown, real_summary
     from galseg.synthetic import write_synthetic
     from galseg.train import TrainConfig, train
 
@@ -136,8 +133,35 @@ def build_ready_model(
     )
     log("== train")
     train(config, resume=(run / RUN_FILE).exists(), log=log)
+    # the scores are those of the weights shipped (float16), not of the training run's float32
+    staged = export_run(run, work / "export")
+    scores = score_ready_model(staged, recipe=recipe, real=real, log=log)
+    out = export_run(staged, READY_DIR, scores=scores)
+    log(f"ready model written to {out}")
+    return out
+
+
+def score_ready_model(
+    run: str | os.PathLike[str],
+    *,
+    recipe: ReadyRecipe = ReadyRecipe(),
+    dataset: str | os.PathLike[str] | None = None,
+    real: str | os.PathLike[str] | None = None,
+    log=print,
+) -> dict:
+    """The scores recorded with a ready model: its Table 1 on the synthetic test split of its
+    dataset (or ``dataset``, prepared alike) and the real-image check at both cut-offs, at the
+    zooms ``galseg predict`` uses it with."""
+    from galseg.evaluate import evaluate_run
+    from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
+    from galseg.metrics import real_markdown, real_summary
+    from galseg.real import evaluate_real
+
+    run = Path(run)
     log("== evaluate")
-    evaluation = evaluate_run(run, out=run / "evaluation", full_resolution=False, human=False)
+    evaluation = evaluate_run(
+        run, dataset=dataset, out=run / "evaluation", full_resolution=False, human=False
+    )
     scores = {
         "recipe": asdict(recipe),
         "synthetic_table1": [
@@ -154,9 +178,7 @@ def build_ready_model(
             rows = [{k: _plain(row[k]) for k in summary.colnames} for row in summary]
             scores["real"][f"cut {cut:g}"] = rows
             log(f"--cut {cut:g}:\n{real_markdown(summary)}")
-    out = export_run(run, READY_DIR, scores=scores)
-    log(f"ready model written to {out}")
-    return out
+    return scores
 
 
 def _plain(value):

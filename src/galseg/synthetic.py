@@ -232,11 +232,12 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
 
     The sky is made as SDSS made it: light and noise on the survey's 0.396" grid (seeing 1.0-2.0"
     FWHM), then resampled to the 0.099" GZ:3D grid and asinh-stretched to 8-bit gri colours.
-    Ranges not known from the survey are drawn widely (README, "Synthetic galaxies").
+    Ranges not known from the survey are drawn widely (docs/synthetic.md).
 
     Parameters
     ----------
-    size : image side in pixels; 525 as in GZ:3D, smaller for fast tests (everything scales).
+    size
+        image side in pixels; 525 as in GZ:3D, smaller for fast tests (everything scales).
     """
     if size < 32:
         raise GalsegError(f"synthetic image size {size} px is too small (at least 32)")
@@ -529,7 +530,7 @@ def _add_stars(
 
 ENGAGEMENT_HALF = 11.0
 """Arm visibility (the brightest arm's light above the disc, in sky sigmas, times sqrt(q)) at which
-half the volunteers draw arms: about half draw on the median spiral (README's volunteer table)."""
+half the volunteers draw arms: about half draw on the median spiral (docs/synthetic.md, volunteers)."""
 ENGAGEMENT_SLOPE = 1.9
 """Logit of the drawing share per e-fold of visibility: a few volunteers draw on the faintest tenth
 of spirals, nearly all on the brightest tenth."""

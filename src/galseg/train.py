@@ -810,7 +810,7 @@ def _run_epoch(
 
 
 def weights_checksum(model: torch.nn.Module) -> float:
-    """A number that differs when any weight differs (sum of |w| * position weights, float64)."""
+    """A number that differs when any weight differs (sum of abs(w) * position weights, float64)."""
     total = 0.0
     for i, p in enumerate(model.parameters()):
         w = p.detach().double().flatten()

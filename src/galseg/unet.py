@@ -99,7 +99,7 @@ def normalise_images(x: torch.Tensor) -> torch.Tensor:
     at 1 (:data:`NORMALISE_QUANTILES`; the bands keep their ratios). Why: how bright a survey
     shows its sky and its galaxies is its display's choice, not the arms'; networks trained on
     synthetic galaxies without it find arms in real cutouts or not depending on the seed
-    (README, "Each image on its own scale"). No weights: a run trained without it loads alike."""
+    (docs/tried.md, "Each image on its own scale"). No weights: a run trained without it loads alike."""
     luminance = x.float().mean(1).flatten(1)
     wanted = torch.tensor(NORMALISE_QUANTILES, device=x.device)
     per_call = max(1, 2**24 // luminance.shape[1])  # torch.quantile takes at most 2**24 values
