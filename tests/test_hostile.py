@@ -37,6 +37,15 @@ def _png(path: Path, pixels: np.ndarray) -> Path:
     return path
 
 
+def _shifted_cutouts(tmp_path: Path, cutout: np.ndarray, n: int, step: int, axis: int) -> Path:
+    """A folder ``in`` of ``n`` PNGs, the cutout rolled by ``step`` pixels more each time."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(n):
+        _png(folder / f"g{k:02d}.png", np.roll(cutout, step * k, axis=axis))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def cutout(gz3d_dir) -> np.ndarray:
     return read_gz3d(find_gz3d_files(gz3d_dir)[0]).image[:64, :64].copy()
@@ -58,10 +67,7 @@ def _one_line_error(capsys, status, *needles):
 
 
 def test_resumed_catalogue_reads_has_arms_back_as_booleans(trained_run, cutout, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for k in range(3):
-        _png(folder / f"g{k}.png", np.roll(cutout, 7 * k, axis=1))
+    folder = _shifted_cutouts(tmp_path, cutout, 3, 7, axis=1)
     first = _predict(trained_run, [folder], tmp_path / "out")
     again = _predict(trained_run, [folder], tmp_path / "out")  # every row read back from the files
     third = _predict(trained_run, [folder], tmp_path / "out")
@@ -422,10 +428,7 @@ def _processes_mentioning(text: str) -> list[int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux's")
 def test_killed_predict_resumes_to_identical_bytes_and_leaves_no_workers(trained_run, cutout, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for k in range(24):
-        _png(folder / f"g{k:02d}.png", np.roll(cutout, 3 * k, axis=0))
+    folder = _shifted_cutouts(tmp_path, cutout, 24, 3, axis=0)
     common = [str(trained_run), str(folder), "--device", "cpu", "--batch-size", "2", "--workers", "2"]
     _finish(_galseg("predict", *common, "--out", str(tmp_path / "clean")))
     killed_out = tmp_path / "killed"
@@ -493,10 +496,7 @@ def test_killed_train_resumes_to_the_same_weights_and_curves(dataset_dir, tmp_pa
 
 
 def test_a_damaged_mask_file_is_redone_and_a_warning_survives_the_rerun(trained_run, cutout, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for k in range(3):
-        _png(folder / f"g{k}.png", np.roll(cutout, 5 * k, axis=1))
+    folder = _shifted_cutouts(tmp_path, cutout, 3, 5, axis=1)
     _png(folder / "flat.png", np.full((64, 64, 3), 40, np.uint8))  # predicted, with a WARNING
     clean, out = tmp_path / "clean", tmp_path / "out"
     _predict(trained_run, [folder], clean)
@@ -507,42 +507,42 @@ def test_a_damaged_mask_file_is_redone_and_a_warning_survives_the_rerun(trained_
     damaged = bytearray(whole[1])
     damaged[len(damaged) // 2] ^= 0xFF  # one byte changed in the middle
     masks[1].write_bytes(bytes(damaged))
+    fits_bytes = gzip.decompress(whole[2])
+    card = fits_bytes.index(b"NAME    =")
+    bad_card = fits_bytes[:card] + b"NA\x01E   =" + fits_bytes[card + 9 :]  # not a FITS keyword
+    masks[2].write_bytes(gzip.compress(bad_card))
     table = _predict(trained_run, [folder], out)
     assert [m.read_bytes() for m in masks] == whole
     assert (out / "catalogue.ecsv").read_bytes() == (clean / "catalogue.ecsv").read_bytes()
     assert set(table["WARNING"][table["NAME"] == "flat"]) == {"the image is constant: nothing to find"}
 
 
-def _limit_file_size(limit: int):
-    """For a child process: every file it writes stops at ``limit`` bytes (Python ignores
-    SIGXFSZ, so the write fails with EFBIG), as on a nearly full disk."""
+def _galseg_with_files_of_at_most(limit: int, *args: str) -> subprocess.CompletedProcess:
+    """``galseg ARGS`` in a child whose every file stops at ``limit`` bytes (RLIMIT_FSIZE; Python
+    ignores SIGXFSZ, so the write fails with EFBIG), as on a nearly full disk."""
     import resource
 
     def limit_it() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    return limit_it
+    return subprocess.run(
+        [sys.executable, "-m", "galseg.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=limit_it,
+        timeout=300,
+    )
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE as on Linux")
 def test_a_write_that_fails_stops_predict_and_the_rerun_completes(trained_run, cutout, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for k in range(4):
-        _png(folder / f"g{k}.png", np.roll(cutout, 9 * k, axis=0))
+    folder = _shifted_cutouts(tmp_path, cutout, 4, 9, axis=0)
     common = ["predict", str(trained_run), str(folder), "--device", "cpu", "--workers", "0"]
     clean, out = tmp_path / "clean", tmp_path / "full"
     assert main([*common, "--out", str(clean)]) == 0
     smallest = min(m.stat().st_size for m in (clean / "masks").iterdir())
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "galseg.cli", *common, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        preexec_fn=_limit_file_size(smallest // 2),
-        timeout=300,
-    )
+    done = _galseg_with_files_of_at_most(smallest // 2, *common, "--out", str(out))
     err = done.stderr.strip().splitlines()
     assert done.returncode != 0
     assert err and err[-1].startswith("galseg: error:") and "cannot write" in err[-1], done.stderr
@@ -555,33 +555,20 @@ def test_a_write_that_fails_stops_predict_and_the_rerun_completes(trained_run, c
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE as on Linux")
 def test_a_catalogue_that_cannot_be_written_is_one_line_and_not_rc_0(trained_run, cutout, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for k in range(12):
-        _png(folder / f"g{k:02d}.png", np.roll(cutout, 4 * k, axis=1))
+    folder = _shifted_cutouts(tmp_path, cutout, 12, 4, axis=1)
     common = ["predict", str(trained_run), str(folder), "--device", "cpu", "--workers", "0"]
     clean = tmp_path / "clean"
     assert main([*common, "--out", str(clean)]) == 0
     largest = max(m.stat().st_size for m in (clean / "masks").iterdir())
     assert (clean / "catalogue.ecsv").stat().st_size > largest + 1  # the limit below hits it alone
-    done = subprocess.run(
-        [sys.executable, "-m", "galseg.cli", *common, "--out", str(tmp_path / "full")],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        preexec_fn=_limit_file_size(largest + 1),
-        timeout=300,
-    )
+    done = _galseg_with_files_of_at_most(largest + 1, *common, "--out", str(tmp_path / "full"))
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("galseg: error:"), done.stderr
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux's")
 def test_predict_killed_twice_and_interrupted_resumes_to_identical_bytes(trained_run, cutout, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for k in range(30):
-        _png(folder / f"g{k:02d}.png", np.roll(cutout, 2 * k, axis=1))
+    folder = _shifted_cutouts(tmp_path, cutout, 30, 2, axis=1)
     common = [str(trained_run), str(folder), "--device", "cpu", "--batch-size", "2", "--workers", "2"]
     _finish(_galseg("predict", *common, "--out", str(tmp_path / "clean")))
     out = tmp_path / "stopped"

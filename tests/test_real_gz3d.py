@@ -218,3 +218,34 @@ def test_the_gz3d_check_scores_arms_against_the_volunteers_and_the_hexagon(drawn
     assert rows[0]["ARM_PX_ON_HEXAGON"] == rows[0]["ARM_PX"] > 500 and rows[0]["BAR_PX"] == rows[0]["ARM_PX"]
     assert rows[0]["RECALL"] < 0.05 and rows[0]["PRECISION"] < 0.3  # the line crosses a few drawn arms
     assert ON_HEXAGON_PX >= 1.0
+
+
+def test_real_files_cut_short_or_missing_an_hdu_are_error_rows_not_predictions(tmp_path):
+    import gzip
+    import io
+
+    from astropy.io import fits
+
+    from galseg.cli import main
+    from galseg.predict import read_catalogue
+
+    raw = gzip.decompress(DRAWN.read_bytes())
+    with fits.open(io.BytesIO(raw)) as hdul:
+        where = [hdu.fileinfo() for hdu in hdul]
+    broken = {
+        "in_metadata": raw[: where[5]["datLoc"] + 100],  # cut inside HDU 5's table
+        "in_outlines": raw[: where[8]["datLoc"] + where[8]["datSpan"] // 2],
+        "no_last_hdu": raw[: where[10]["hdrLoc"]],  # ten HDUs of eleven, each whole
+    }
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, data in broken.items():
+        (folder / f"{name}.fits.gz").write_bytes(gzip.compress(data))
+    (folder / "whole.fits.gz").write_bytes(DRAWN.read_bytes())
+    assert main(["predict", str(folder), "--out", str(tmp_path / "out")]) == 1
+    table = read_catalogue(tmp_path / "out" / "catalogue.ecsv")
+    for name in broken:
+        rows = table[[str(source).endswith(f"{name}.fits.gz") for source in table["SOURCE"]]]
+        assert len(rows) == 1 and rows["TH"][0] == 0 and rows["ERROR"][0], name
+    whole = table[[str(source).endswith("whole.fits.gz") for source in table["SOURCE"]]]
+    assert len(whole) == 6 and not any(whole["ERROR"])

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 from astropy.table import Table, vstack
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
@@ -45,7 +46,6 @@ from galseg.arms import (
 )
 from galseg.bars import NO_BAR, measure_bar
 from galseg.gz3d import (
-    N_HDUS,
     bintable_bytes,
     ifu_design_size,
     image_bytes,
@@ -213,7 +213,11 @@ def read_input(path: str | os.PathLike[str]) -> InputImage:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 with fits.open(io.BytesIO(raw), memmap=False) as hdul:
-                    is_gz3d = len(hdul) == N_HDUS and hdul[0].header.get("NAXIS", 0) == 3
+                    # GZ:3D's primary: an 8-bit H x W x 3 image (NAXIS1 = 3) with extensions; a
+                    # file like that with too few HDUs is a broken GZ:3D file, for read_gz3d to
+                    # refuse, not an image to predict
+                    primary = hdul[0].header
+                    is_gz3d = len(hdul) > 1 and (primary.get("NAXIS"), primary.get("NAXIS1")) == (3, 3)
                     if not is_gz3d:
                         image, wcs = _read_fits_image(path, hdul)
         except GalsegError:
@@ -952,12 +956,17 @@ def _read_back(
     records would not). The whole file is decompressed first, so gzip's checksum and length
     catch a file cut short or damaged anywhere."""
     data = gzip.decompress(target.read_bytes())
-    with fits.open(io.BytesIO(data)) as hdul:
-        hdul.verify("exception")
-        stats = Table(hdul["STATS"].data).as_array()
-        height, width = hdul[1].data.shape  # the first mask
-        header = hdul[0].header.copy()
-        arms = Table(hdul["ARMS"].data).as_array() if "ARMS" in hdul else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # astropy warns of what it repairs: a file we wrote needs none
+        try:
+            with fits.open(io.BytesIO(data)) as hdul:
+                hdul.verify("exception")
+                stats = Table(hdul["STATS"].data).as_array()
+                height, width = hdul[1].data.shape  # the first mask
+                header = hdul[0].header.copy()
+                arms = Table(hdul["ARMS"].data).as_array() if "ARMS" in hdul else None
+        except (VerifyError, Warning) as exc:  # neither is a ValueError: the callers' handlers would miss it
+            raise ValueError(f"not valid FITS: {one_line(exc)}") from exc
     name, warning = str(header.get("NAME", "")), str(header.get("WARNING", ""))
     return name, (height, width), stats, arms, warning, header
 
