@@ -426,6 +426,15 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _assert_same_predictions(out: Path, clean: Path) -> None:
+    """``out`` holds byte for byte what the uninterrupted run wrote into ``clean``, and no leftovers."""
+    for name in ("catalogue.ecsv", "arms.ecsv"):
+        assert (out / name).read_bytes() == (clean / name).read_bytes(), name
+    for mask in (clean / "masks").iterdir():
+        assert (out / "masks" / mask.name).read_bytes() == mask.read_bytes()
+    assert not list(out.rglob("*.part"))
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux's")
 def test_killed_predict_resumes_to_identical_bytes_and_leaves_no_workers(trained_run, cutout, tmp_path):
     folder = _shifted_cutouts(tmp_path, cutout, 24, 3, axis=0)
@@ -441,11 +450,7 @@ def test_killed_predict_resumes_to_identical_bytes_and_leaves_no_workers(trained
     assert _processes_mentioning(str(killed_out)) == []  # the loader's workers died with it
     assert len(list((killed_out / "masks").glob("*.fits.gz"))) < 24
     _finish(_galseg("predict", *common, "--out", str(killed_out)))
-    for name in ("catalogue.ecsv", "arms.ecsv"):
-        assert (killed_out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
-    for mask in (tmp_path / "clean" / "masks").iterdir():
-        assert (killed_out / "masks" / mask.name).read_bytes() == mask.read_bytes()
-    assert not list(killed_out.rglob("*.part"))
+    _assert_same_predictions(killed_out, tmp_path / "clean")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux's")
@@ -515,6 +520,9 @@ def test_a_damaged_mask_file_is_redone_and_a_warning_survives_the_rerun(trained_
     assert [m.read_bytes() for m in masks] == whole
     assert (out / "catalogue.ecsv").read_bytes() == (clean / "catalogue.ecsv").read_bytes()
     assert set(table["WARNING"][table["NAME"] == "flat"]) == {"the image is constant: nothing to find"}
+    again = _predict(trained_run, [folder], out)  # nothing to redo: every row read back
+    assert set(again["WARNING"][again["NAME"] == "flat"]) == {"the image is constant: nothing to find"}
+    assert (out / "catalogue.ecsv").read_bytes() == (clean / "catalogue.ecsv").read_bytes()
 
 
 def _galseg_with_files_of_at_most(limit: int, *args: str) -> subprocess.CompletedProcess:
@@ -585,11 +593,7 @@ def test_predict_killed_twice_and_interrupted_resumes_to_identical_bytes(trained
         time.sleep(0.5)
         assert _processes_mentioning(str(out)) == []
     _finish(_galseg("predict", *common, "--out", str(out)))
-    for name in ("catalogue.ecsv", "arms.ecsv"):
-        assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
-    for mask in (tmp_path / "clean" / "masks").iterdir():
-        assert (out / "masks" / mask.name).read_bytes() == mask.read_bytes()
-    assert not list(out.rglob("*.part"))
+    _assert_same_predictions(out, tmp_path / "clean")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux's")

@@ -528,17 +528,19 @@ def _input_stamp(path: Path) -> tuple[int, int]:
     return int(stat.st_size), int(stat.st_mtime_ns)
 
 
-def _finished(target: Path, run_id: str, stamp: tuple[int, int]) -> bool:
-    """Whether ``target`` is this run's complete, undamaged output for this very input (else redo
-    it): the whole file is read, so a damaged mask file left by a crash or a bad disk is redone
-    instead of stopping the rerun."""
+def _finished(target: Path, run_id: str, stamp: tuple[int, int]) -> tuple | None:
+    """What the catalogue needs of ``target`` (:func:`_read_back`'s first five) if it is this run's
+    complete, undamaged output for this very input, else None (redo it). The whole file is read
+    once, here, so a damaged mask file left by a crash or a bad disk is redone instead of stopping
+    the rerun, and the catalogue needs no second reading."""
     if not target.exists():
-        return False
+        return None
     try:
-        header = _read_back(target)[5]
+        *back, header = _read_back(target)
     except (OSError, ValueError, EOFError, KeyError, TypeError, zlib.error):
-        return False
-    return header.get("RUNID") == run_id and (header.get("INBYTES"), header.get("INMTIME")) == stamp
+        return None
+    same = header.get("RUNID") == run_id and (header.get("INBYTES"), header.get("INMTIME")) == stamp
+    return tuple(back) if same else None
 
 
 @dataclass
@@ -756,9 +758,11 @@ def _predict_files(
     )  # the catalogue's columns too: parts written with other columns are redone, never mixed in
     run_id = hashlib.sha256(run_id.encode()).hexdigest()[:16]
     mine = list(range(rank, len(paths), world))
-    todo = [i for i in mine if not _finished(out / "masks" / f"{names[i]}.fits.gz", run_id, stamps[i])]
+    # inputs an earlier run finished: read back once, their rows come from there
+    done_before = {i: _finished(out / "masks" / f"{names[i]}.fits.gz", run_id, stamps[i]) for i in mine}
+    written: dict[int, tuple] = {i: back for i, back in done_before.items() if back is not None}
+    todo = [i for i in mine if i not in written]
     errors: dict[int, str] = {}
-    written: dict[int, tuple] = {}
     thresholds = predictor.thresholds
     loader = torch.utils.data.DataLoader(
         _Inputs([paths[i] for i in todo], predictor),
@@ -980,13 +984,13 @@ def _catalogue_rows(
     out: Path,
     stat: tuple[tuple[str, ...], tuple[str, ...]],
 ) -> tuple[Table, Table]:
-    """This rank's rows in input order: each galaxy's statistics (from this run, or read back from
-    the file an earlier run wrote), or its error; and its arms, one row per fitted arm."""
+    """This rank's rows in input order: each galaxy's statistics (``written``: by this run, or read
+    back from the file an earlier run wrote), or its error; and its arms, one row per fitted arm."""
     rows, arm_rows = [], []
     for i in mine:
         target = out / "masks" / f"{names[i]}.fits.gz"
         source = printable(str(paths[i]))
-        if i in errors or not target.exists():
+        if i in errors or i not in written or not target.exists():
             rows.append(
                 {
                     "ORDER": i,
@@ -1001,12 +1005,7 @@ def _catalogue_rows(
                 }
             )
             continue
-        try:
-            name, (height, width), stats, arms, warning = (
-                written[i] if i in written else _read_back(target)[:5]
-            )
-        except (OSError, KeyError, ValueError, TypeError, EOFError, zlib.error) as exc:
-            raise GalsegError(f"{target}: damaged; delete it and rerun ({one_line(exc)})") from exc
+        name, (height, width), stats, arms, warning = written[i]
         for arm in arms if arms is not None else []:
             arm_rows.append(
                 {"ORDER": i, "NAME": name, "SOURCE": source, **{c: _plain(arm[c]) for c in arm.dtype.names}}
