@@ -4,8 +4,10 @@ problem, the good inputs of the same batch are still done, and nothing from a fi
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -20,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from astropy.io import fits
+from astropy.table import Table
 from PIL import Image
 
 import galseg.io
@@ -294,6 +297,171 @@ def test_a_checkpoint_asking_for_a_giant_network_is_refused_before_allocating(mu
     torch.save(checkpoint, tmp_path / "best.pt")
     with pytest.raises(GalsegError, match="best.pt: U-Net .* must be"):
         load_checkpoint(tmp_path / "best.pt")
+
+
+# ----------------------------------------------------------------------------- sizes a file claims
+
+
+def _with_card(raw: bytes, hdu: int, key: str, value: int | str) -> bytes:
+    """FITS bytes with one header card of HDU ``hdu`` given a new value, nothing else moved."""
+    with fits.open(io.BytesIO(raw)) as hdul:
+        start = hdul.fileinfo(hdu)["hdrLoc"]
+    at = raw.index(key.ljust(8).encode() + b"= ", start)
+    card = f"{key:<8}= {value!s:>20}".ljust(80).encode()
+    return raw[:at] + card + raw[at + 80 :]
+
+
+def _plain_fits(cards: list[str], data: bytes) -> bytes:
+    header = "".join(c.ljust(80) for c in [*cards, "END"]).encode()
+    pad = lambda b, fill: b + fill * (-len(b) % 2880)  # noqa: E731
+    return pad(header, b" ") + pad(data, b"\0")
+
+
+IMAGE_CARDS = [
+    "SIMPLE  =                    T",
+    "BITPIX  =                    8",
+    "NAXIS   =                    2",
+    "NAXIS1  =                   64",
+    "NAXIS2  =                   64",
+]
+
+
+def test_files_whose_headers_claim_too_much_are_refused_before_reading(gz3d_dir, trained_run, tmp_path):
+    gz3d = gzip.decompress(find_gz3d_files(gz3d_dir)[0].read_bytes())
+    pixels = np.random.default_rng(0).integers(0, 255, 64 * 64, dtype=np.uint8).tobytes()
+    compressed = fits.CompImageHDU(np.zeros((3, 64, 64), np.uint8))
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), compressed]).writeto(buffer)
+    cube = buffer.getvalue()
+    for key, value in (("ZNAXIS1", 4096), ("ZNAXIS2", 4096), ("ZNAXIS3", 120)):
+        cube = _with_card(cube, 1, key, value)
+    extension = _plain_fits(
+        [
+            "XTENSION= 'IMAGE   '",
+            "BITPIX  =                    8",
+            "NAXIS   =                    0",
+            "PCOUNT  =                    0",
+            "GCOUNT  =                    1",
+        ],
+        b"",
+    )
+    files = {
+        "rows.fits": (_with_card(gz3d, 5, "NAXIS2", 10**9), "HDU 5 says its data is"),
+        "cards.fits": (
+            _plain_fits([*IMAGE_CARDS, *["COMMENT padding"] * 12_000], pixels),
+            "more than 10,000 cards",
+        ),
+        "hdus.fits": (
+            _plain_fits(
+                IMAGE_CARDS[:1] + ["BITPIX  =                    8", "NAXIS   =                    0"], b""
+            )
+            + extension * 1_200,
+            "more than 1,000 HDUs",
+        ),
+        "cube.fits": (cube, "compressed image of 4096 x 4096 x 120"),
+        "naxis.fits": (
+            _plain_fits([*IMAGE_CARDS[:3], "NAXIS1  =                  -64", IMAGE_CARDS[4]], pixels),
+            "negative",
+        ),
+    }
+    for name, (data, _) in files.items():
+        (tmp_path / name).write_bytes(data)
+    good = _png(tmp_path / "good.png", np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    table = _predict(trained_run, [*(tmp_path / n for n in files), good], tmp_path / "out")
+    errors = {Path(r["SOURCE"]).name: r["ERROR"] for r in table}
+    for name, (_, reason) in files.items():
+        assert reason in errors[name] and name in errors[name], errors[name]
+    assert errors["good.png"] == ""
+
+
+def test_prepare_skips_a_gz3d_file_whose_table_claims_a_billion_rows(gz3d_dir, tmp_path, capsys):
+    folder = tmp_path / "gz3d"
+    shutil.copytree(gz3d_dir, folder)
+    victim = find_gz3d_files(folder)[0]
+    victim.write_bytes(gzip.compress(_with_card(gzip.decompress(victim.read_bytes()), 9, "NAXIS2", 10**9)))
+    assert main(["prepare", str(folder), "--out", str(tmp_path / "ds"), "--size", "32"]) == 1
+    said = capsys.readouterr()
+    assert "59 prepared, 1 skipped" in said.out and "HDU 9 says its data is" in said.err
+
+
+def _edited_gz3d(source: Path, target: Path, edit) -> Path:
+    """A copy of the GZ:3D file ``source`` with ``edit(hdul)`` applied."""
+    with fits.open(io.BytesIO(gzip.decompress(source.read_bytes()))) as hdul:
+        copy = fits.HDUList([hdu.copy() for hdu in hdul])
+    edit(copy)
+    buffer = io.BytesIO()
+    copy.writeto(buffer)
+    target.write_bytes(gzip.compress(buffer.getvalue()))
+    return target
+
+
+def _with_outline(points: list) -> callable:
+    def edit(hdul):
+        table = Table(hdul[9].data)
+        table["spiral_paths"] = [json.dumps([points])] + [str(t) for t in table["spiral_paths"][1:]]
+        hdul[9] = fits.BinTableHDU(table)
+
+    return edit
+
+
+def _text_ra(hdul):
+    table = Table(hdul[5].data)
+    table["ra"] = table["ra"].astype(str)
+    hdul[5] = fits.BinTableHDU(table)
+
+
+def _votes(value: float):
+    def edit(hdul):
+        hdul[3].data[10, 10] = value
+
+    return edit
+
+
+RING = [[48 + 20 * np.cos(a), 48 + 20 * np.sin(a)] for a in np.linspace(0, 6.28, 25_000)]
+
+
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (_votes(70_000.0), "HDU 3 (spiral-arm mask) counts 70,000 at a pixel"),
+        (_text_ra, "HDU 5 column ra is text, not a number"),
+        (
+            _with_outline([[10, 10], ["NaN", 20], [20, 20]]),
+            "HDU 9 holds an outline with coordinates that are not finite",
+        ),
+        (_with_outline([[10, 10], [1e300, 20], [20, 20]]), "far outside the image"),
+        (
+            _with_outline([[round(x, 2), round(y, 2)] for x, y in RING]),
+            "HDU 9 holds an outline of 25,000 points",
+        ),
+        (
+            _with_outline([[10, 10], [20], [20, 20]]),
+            "HDU 9 holds outlines that are not lists of [x, y] points",
+        ),
+    ],
+    ids=["votes", "text-ra", "nan", "1e300", "long-outline", "ragged"],
+)
+def test_prepare_skips_values_out_of_range_naming_the_hdu(gz3d_dir, tmp_path, capsys, edit, reason):
+    folder = tmp_path / "gz3d"
+    folder.mkdir()
+    files = find_gz3d_files(gz3d_dir)
+    for good in files[1:4]:
+        shutil.copy(good, folder / good.name)
+    _edited_gz3d(files[0], folder / "bad.fits.gz", edit)
+    assert main(["prepare", str(folder), "--out", str(tmp_path / "ds"), "--size", "32"]) == 1
+    said = capsys.readouterr()
+    assert "3 prepared, 1 skipped" in said.out
+    assert "bad.fits.gz" in said.err and reason in said.err, said.err
+    with pytest.raises(GalsegError, match=re.escape(reason)):
+        read_gz3d(folder / "bad.fits.gz")
+
+
+def test_prepare_with_nothing_readable_is_one_line_not_a_traceback(gz3d_dir, tmp_path, capsys):
+    folder = tmp_path / "gz3d"
+    folder.mkdir()
+    _edited_gz3d(find_gz3d_files(gz3d_dir)[0], folder / "bad.fits.gz", _votes(-1.0))
+    assert main(["prepare", str(folder), "--out", str(tmp_path / "ds"), "--size", "32"]) == 2
+    _one_line_error(capsys, 2, "none of its 1 GZ:3D file(s) could be prepared", "bad.fits.gz")
 
 
 # ----------------------------------------------------------------------------- datasets and arguments

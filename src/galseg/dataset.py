@@ -344,6 +344,12 @@ def _assemble(
         elif r["error"] is None:
             seen[r["mangaid"]] = r["source"]
     good = [r for r in records if r["error"] is None]
+    if not good:
+        first = records[0]
+        raise GalsegError(
+            f"{source_dir}: none of its {len(records)} GZ:3D file(s) could be prepared "
+            f"(first: {first['source']}: {first['error']})"
+        )
     n = len(good)
     shapes = {"images": (n, size, size, 3), "spiral": (n, size, size), "bar": (n, size, size)}
     # written sequentially (header, then each chunk's bytes), not through a memory map, whose

@@ -29,7 +29,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from skimage.draw import polygon
 
 from galseg import GalsegError
-from galseg.io import atomic_write_bytes, gzip_bytes, one_line, read_bytes
+from galseg.io import atomic_write_bytes, check_fits_layout, gzip_bytes, one_line, read_bytes
 
 N_HDUS = 11
 PIXEL_SCALE_ARCSEC = 0.099
@@ -140,10 +140,38 @@ def _text(value: bytes | str) -> str:
     return (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)).strip()
 
 
+MAX_COUNT = 10_000
+"""Largest click or outline count a mask pixel may hold (about 15 volunteers draw on each galaxy;
+the catalogue's counts are stored as 16-bit integers)."""
+MAX_OUTLINE_TEXT = 2 * 2**20
+"""Longest JSON text of one volunteer's outlines (real DR17 rows: 13 KB at most)."""
+MAX_OUTLINE_POINTS = 20_000
+"""Most vertices in one outline (real DR17 outlines: 828 at most); the self-crossing test of the
+production rule costs the square of this."""
+MAX_COORDINATE = 100_000.0
+"""Outline coordinates beyond this many pixels from the image are not a drawing (GZ:3D images
+are 525 px)."""
+
+
 def parse_paths(text: bytes | str) -> list[np.ndarray]:
-    """Decode one volunteer's JSON list of outlines into (N, 2) float arrays of [x, y]."""
-    paths = json.loads(_text(text) or "[]")
-    return [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in paths if len(p) >= 3]
+    """Decode one volunteer's JSON list of outlines into (N, 2) float arrays of [x, y].
+
+    Raises GalsegError for text that is not such a list, longer than :data:`MAX_OUTLINE_TEXT`,
+    an outline of more than :data:`MAX_OUTLINE_POINTS` vertices, or coordinates that are not
+    finite or lie beyond :data:`MAX_COORDINATE`."""
+    text = _text(text) or "[]"
+    if len(text) > MAX_OUTLINE_TEXT:
+        raise GalsegError(f"an outline text of {len(text):,} characters (galseg reads {MAX_OUTLINE_TEXT:,})")
+    try:
+        paths = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in json.loads(text)]
+    except (ValueError, TypeError) as exc:
+        raise GalsegError(f"outlines that are not lists of [x, y] points ({one_line(exc)})") from exc
+    for p in paths:
+        if len(p) > MAX_OUTLINE_POINTS:
+            raise GalsegError(f"an outline of {len(p):,} points (galseg reads {MAX_OUTLINE_POINTS:,})")
+        if not np.all(np.isfinite(p)) or (p.size and np.abs(p).max() > MAX_COORDINATE):
+            raise GalsegError("an outline with coordinates that are not finite or far outside the image")
+    return [p for p in paths if len(p) >= 3]
 
 
 def encode_paths(paths: Iterable[np.ndarray]) -> str:
@@ -466,6 +494,7 @@ def read_gz3d(
         except GalsegError as exc:
             problem = str(exc).removeprefix(f"{path}: ")
             raise GalsegError(f"{path}: not a readable GZ:3D FITS file ({problem})") from exc
+    check_fits_layout(raw, name=str(path))  # sizes the headers claim, before astropy believes them
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", AstropyUserWarning)  # "may have been truncated"
@@ -588,6 +617,12 @@ def _read_hdul(
             index,
             f"({name} mask) holds negative or non-finite values",
         )
+        _check(
+            data.max() <= MAX_COUNT,
+            path,
+            index,
+            f"({name} mask) counts {data.max():,.0f} at a pixel: more than galseg reads ({MAX_COUNT:,})",
+        )
         masks.append(data)
     for index in (HDU_SPIRAL, HDU_BAR) if votes else ():
         _check(
@@ -613,9 +648,16 @@ def _read_hdul(
     for name in metadata.colnames:
         if metadata[name].dtype.kind in "SU":
             metadata[name] = [_text(v) for v in metadata[name]]
-    if outlines:
-        for row in tables[HDU_SPIRAL_PATHS]["spiral_paths"]:
-            parse_paths(row)  # fail here, naming the file, rather than later in a user's loop
+    for name, kind in METADATA_DTYPES.items():
+        found = metadata[name].dtype.kind
+        _check(kind[0] == "S" or found in "fiub", path, HDU_METADATA, f"column {name} is text, not a number")
+    if outlines:  # fail here, naming the file and the HDU, rather than later in a user's loop
+        for index, column in ((HDU_SPIRAL_PATHS, "spiral_paths"), (HDU_BAR_PATHS, "bar_paths")):
+            for row in tables[index][column] if len(tables[index]) else ():
+                try:
+                    parse_paths(row)
+                except GalsegError as exc:
+                    raise GalsegError(f"{path}: HDU {index} holds {exc}") from None
     return GZ3DGalaxy(
         image=np.ascontiguousarray(image),
         center_mask=masks[0],

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from galseg import HEXAGON_MODES, TARGETS, GalsegError
 from galseg.dataset import DIHEDRAL, dihedral, resize_image, undo_dihedral
 from galseg.gz3d import paint_out_hexagon
+from galseg.orient import canonical, turn, turn_back
 from galseg.train import autocast, choose_precision, load_checkpoint, read_run, resolve_device
 from galseg.unet import UNet, probabilities
 
@@ -187,11 +188,16 @@ class Predictor:
     def predict_image(self, image: np.ndarray) -> np.ndarray:
         """P(votes >= th) for one (H, W, 3) uint8 image of any size, on its own pixel grid.
 
-        The image (each of :attr:`zooms`' centred crops) is area-averaged to the run's size,
-        predicted, and the probabilities are brought back to (P, H, W) by bilinear interpolation.
+        The image is turned to its canonical orientation (:mod:`galseg.orient`, as ``galseg
+        predict`` does, so a mirror image gets the mirrored answer); each of :attr:`zooms`' centred
+        crops is area-averaged to the run's size, predicted, and the probabilities are brought
+        back to (P, H, W) by bilinear interpolation, then turned back.
         """
-        views = zoom_views(self.clean(image), self.zooms, self.size)
-        return combine_zooms(self.probabilities(views), self.zooms, image.shape[:2])
+        orientation = canonical(image)
+        turned = turn(image, orientation)
+        views = zoom_views(self.clean(turned), self.zooms, self.size)
+        p = combine_zooms(self.probabilities(views), self.zooms, turned.shape[:2])
+        return np.ascontiguousarray(turn_back(p, orientation, axes=(1, 2)))
 
     def clean(self, image: np.ndarray, ifu: float | None = None) -> np.ndarray:
         """The image as the networks should see it (:func:`clean_image`)."""

@@ -151,6 +151,84 @@ def read_bytes(path: str | os.PathLike[str], *, inflate: bool = True) -> bytes:
     return raw
 
 
+FITS_BLOCK = 2880
+MAX_HEADER_CARDS = 10_000
+"""Most header cards in one HDU (SDSS, DECaLS and MaNGA headers hold a few hundred)."""
+MAX_HDUS = 1_000
+"""Most HDUs in one input file (a GZ:3D file has eleven)."""
+
+
+def check_fits_layout(raw: bytes, *, name: str) -> int:
+    """Walk the HDUs of FITS bytes from their headers alone and refuse, before anything is
+    decoded, a file whose headers are longer than :data:`MAX_HEADER_CARDS` cards, that holds
+    more than :data:`MAX_HDUS` HDUs, whose data is longer than the bytes there (a table that
+    says it has 10^9 rows), or whose compressed image would inflate past
+    :data:`MAX_INFLATED_BYTES`. Returns the number of HDUs (0 for bytes that are not FITS,
+    left to the reader to refuse)."""
+    if not raw.startswith(b"SIMPLE  ="):
+        return 0
+    offset, count = 0, 0
+    while offset < len(raw) and (count == 0 or raw.startswith(b"XTENSION", offset)):
+        if count >= MAX_HDUS:
+            raise GalsegError(f"{name}: more than {MAX_HDUS:,} HDUs (galseg's limit)")
+        cards, offset = _header_numbers(raw, offset, name=f"{name}: HDU {count}")
+        size = _data_bytes(cards)
+        if offset + size > len(raw):
+            raise GalsegError(
+                f"{name}: HDU {count} says its data is {size:,} bytes, but only "
+                f"{len(raw) - offset:,} follow its header (cut short or lying)"
+            )
+        if cards.get("ZIMAGE") == "T":
+            axes = [cards.get(f"ZNAXIS{i}", 0) for i in range(1, cards.get("ZNAXIS", 0) + 1)]
+            inflated = int(np.prod(axes, dtype=object)) * abs(cards.get("ZBITPIX", 8)) // 8
+            if inflated > MAX_INFLATED_BYTES:
+                raise GalsegError(
+                    f"{name}: HDU {count} is a compressed image of {' x '.join(map(str, axes))} "
+                    f"values: over galseg's {MAX_INFLATED_BYTES >> 20} MB limit"
+                )
+        offset += -(-size // FITS_BLOCK) * FITS_BLOCK
+        count += 1
+    return count
+
+
+_LAYOUT_KEYS = ("BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "ZIMAGE", "ZBITPIX", "ZNAXIS")
+
+
+def _header_numbers(raw: bytes, offset: int, *, name: str) -> tuple[dict, int]:
+    """The layout cards of the header at ``offset`` (see :func:`check_fits_layout`) and the offset
+    of its data."""
+    cards: dict = {}
+    for n in range(MAX_HEADER_CARDS + 1):
+        card = raw[offset + 80 * n : offset + 80 * (n + 1)]
+        if len(card) < 80:
+            raise GalsegError(f"{name}: the header is cut short (no END card)")
+        key = card[:8].rstrip().decode("ascii", "replace")
+        if key == "END":
+            return cards, offset + -(-(80 * (n + 1)) // FITS_BLOCK) * FITS_BLOCK
+        if key.rstrip("0123456789") in _LAYOUT_KEYS and card[8:10] == b"= ":
+            value = card[10:].split(b"/")[0].strip().decode("ascii", "replace")
+            if key == "ZIMAGE":
+                cards[key] = value
+                continue
+            try:
+                cards[key] = int(value)
+            except ValueError:
+                raise GalsegError(f"{name}: {key} = {value!r} is not a whole number") from None
+            if cards[key] < 0 and key not in ("BITPIX", "ZBITPIX"):
+                raise GalsegError(f"{name}: {key} = {value} is negative")
+    raise GalsegError(f"{name}: a header of more than {MAX_HEADER_CARDS:,} cards (galseg's limit)")
+
+
+def _data_bytes(cards: dict) -> int:
+    """Bytes of an HDU's data (before padding), as its header says: the FITS standard's
+    |BITPIX| / 8 x GCOUNT x (PCOUNT + NAXIS1 x ... x NAXISn)."""
+    n = cards.get("NAXIS", 0)
+    if n == 0:
+        return 0
+    values = int(np.prod([cards.get(f"NAXIS{i}", 0) for i in range(1, n + 1)], dtype=object))
+    return abs(cards.get("BITPIX", 8)) // 8 * cards.get("GCOUNT", 1) * (cards.get("PCOUNT", 0) + values)
+
+
 def gunzip(raw: bytes, *, name: str, limit: int | None = None) -> bytes:
     """Inflate gzip ``raw`` (one or more members), refusing output beyond ``limit`` bytes
     (default :data:`MAX_INFLATED_BYTES`)."""

@@ -57,6 +57,7 @@ from galseg.inference import CUT, Predictor, by_structure, clean_image, combine_
 from galseg.io import (
     atomic_path,
     atomic_write_bytes,
+    check_fits_layout,
     check_pixels,
     die_with_parent,
     gzip_bytes,
@@ -66,6 +67,15 @@ from galseg.io import (
     read_bytes,
     read_picture,
     stretch_to_uint8,
+)
+from galseg.orient import (
+    IDENTITY,
+    Orientation,
+    canonical,
+    measurements_back,
+    stats_back,
+    turn_back,
+    turn_source,
 )
 
 # ----------------------------------------------------------------------------- inputs
@@ -209,6 +219,7 @@ def read_input(path: str | os.PathLike[str]) -> InputImage:
         image, wcs = read_picture(path), None
     else:
         raw = read_bytes(path)
+        check_fits_layout(raw, name=str(path))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -504,11 +515,16 @@ class _Inputs(torch.utils.data.Dataset):
         path = self.paths[i]
         try:
             item = read_input(path)
+            # predicted and measured in the one orientation that a mirror or a turn of this image
+            # reaches too (galseg.orient), so a mirrored galaxy gets mirrored answers
+            orientation = canonical(item.image)
+            item = turn_source(item, orientation)
             # measured, drawn and predicted alike on the image the network sees
             item = replace(item, image=clean_image(item.image, self.hexagon, item.ifu))
             return {
                 "i": i,
                 "input": item,
+                "orientation": orientation,
                 "small": zoom_views(item.image, self.zooms, self.size),
                 "footprint": footprint(item.image),
                 "error": None,
@@ -562,6 +578,7 @@ class _Finish:
     measure: bool
     provenance: dict
     cut: float = CUT
+    orientation: Orientation = IDENTITY  # how ``source`` was turned (galseg.orient); answers turn back
 
 
 def _post_worker() -> None:
@@ -614,6 +631,25 @@ def galaxy_statistics(
     return stats, geometry, arms
 
 
+def _turned_back(orientation: Orientation, source: InputImage, planes, spread, stats: Table, geometry, arms):
+    """One galaxy's answers, found on its canonical orientation, in the input's own: the image
+    and the planes exactly, the statistics (in place), the disc and the arms."""
+    if orientation == IDENTITY:
+        return source, planes, spread, geometry, arms
+    image = np.ascontiguousarray(turn_back(source.image, orientation))
+
+    def back(by: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+        return (
+            None
+            if by is None
+            else {s: np.ascontiguousarray(turn_back(p, orientation, axes=(1, 2))) for s, p in by.items()}
+        )
+
+    stats_back(orientation, stats)
+    geometry, arms = measurements_back(orientation, geometry, arms, image.shape[:2])
+    return replace(source, image=image), back(planes), back(spread), geometry, arms
+
+
 def _finish(work: _Finish) -> tuple[int, tuple | None, str | None, bool]:
     """Masks, statistics, arms and bar of one galaxy, written whole; returns (index, what the
     catalogue needs, None, False) or (index, None, the error, whether it stops the run: a write
@@ -629,6 +665,9 @@ def _finish(work: _Finish) -> tuple[int, tuple | None, str | None, bool]:
         spread = full(work.spread_small) if work.spread_small is not None else None
         stats, geometry, arms = galaxy_statistics(
             source, planes, thresholds, work.footprint, measure=work.measure, cut=work.cut
+        )
+        source, planes, spread, geometry, arms = _turned_back(
+            work.orientation, source, planes, spread, stats, geometry, arms
         )
         measured_arms = geometry is not None and "spiral" in planes
         arm_rows = arms_table(arms) if measured_arms else None
@@ -797,6 +836,7 @@ def _predict_files(
             overlay=overlay,
             measure=measure_arms_too,
             cut=predictor.cut,
+            orientation=item["orientation"],
             provenance={
                 "GALSEG": __version__,
                 "RUN": printable(str(predictor.run)),
