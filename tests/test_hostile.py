@@ -417,6 +417,11 @@ def _votes(value: float):
     return edit
 
 
+def _many_stars(hdul):
+    table = Table(hdul[7].data)
+    hdul[7] = fits.BinTableHDU(Table({c: np.ones(300_000, table[c].dtype) for c in table.colnames}))
+
+
 RING = [[48 + 20 * np.cos(a), 48 + 20 * np.sin(a)] for a in np.linspace(0, 6.28, 25_000)]
 
 
@@ -438,8 +443,9 @@ RING = [[48 + 20 * np.cos(a), 48 + 20 * np.sin(a)] for a in np.linspace(0, 6.28,
             _with_outline([[10, 10], [20], [20, 20]]),
             "HDU 9 holds outlines that are not lists of [x, y] points",
         ),
+        (_many_stars, "HDU 7 has 300,000 rows (galseg reads 10,000)"),
     ],
-    ids=["votes", "text-ra", "nan", "1e300", "long-outline", "ragged"],
+    ids=["votes", "text-ra", "nan", "1e300", "long-outline", "ragged", "stars"],
 )
 def test_prepare_skips_values_out_of_range_naming_the_hdu(gz3d_dir, tmp_path, capsys, edit, reason):
     folder = tmp_path / "gz3d"

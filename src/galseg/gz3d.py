@@ -140,6 +140,8 @@ def _text(value: bytes | str) -> str:
     return (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)).strip()
 
 
+MAX_TABLE_ROWS = 10_000
+"""Most rows in a cluster, click or outline table (one row per volunteer or cluster: tens)."""
 MAX_COUNT = 10_000
 """Largest click or outline count a mask pixel may hold (about 15 volunteers draw on each galaxy;
 the catalogue's counts are stored as 16-bit integers)."""
@@ -638,6 +640,8 @@ def _read_hdul(
         present = _table_columns(hdu)
         missing = [c for c in columns if c not in present]
         _check(not missing, path, index, f"lacks column(s) {', '.join(missing)}")
+        rows = int(hdu.header.get("NAXIS2", 0))
+        _check(rows <= MAX_TABLE_ROWS, path, index, f"has {rows:,} rows (galseg reads {MAX_TABLE_ROWS:,})")
         cheap = index in (HDU_METADATA, HDU_CENTER_CLUSTERS, HDU_STAR_CLUSTERS)  # a few rows each
         if cheap and raw is not None:
             tables[index] = _small_table(hdu, raw)

@@ -6,9 +6,10 @@ sibling, flushed, then renamed), so an interrupted job never leaves a half file 
 Reading: inputs are bounded before they are decoded. A file larger than :data:`MAX_FILE_BYTES`,
 a gzip stream that inflates past :data:`MAX_INFLATED_BYTES`, or an image of more than
 :data:`MAX_IMAGE_PIXELS` pixels is refused with a one-line :class:`GalsegError` naming the
-file, before any large allocation. With these limits one input costs at most 2 GB of memory
-in ``predict`` (measured: 1.9 GB for a 4096 x 4096 image, its six probability planes, masks
-and arms).
+file, before any large allocation; FITS headers are walked from their bytes
+(:func:`check_fits_layout`) before astropy believes what they say. With these limits one input
+costs at most about 2.7 GB in ``predict`` (measured with the ready model on a 4096 x 4096 PNG:
+its twelve probability planes, masks, arms and bar).
 """
 
 from __future__ import annotations
