@@ -11,8 +11,8 @@ from galseg.arms import Arm, DiscGeometry, spiral_curve
 from galseg.dataset import DIHEDRAL
 from galseg.gz3d import find_gz3d_files, read_gz3d
 from galseg.inference import load_ready
-from galseg.orient import arm_back, canonical, geometry_back, point, point_back, turn, turn_back
-from galseg.predict import predict_files
+from galseg.orient import arm_back, canonical, geometry_back, point, point_back, turn, turn_back, turn_source
+from galseg.predict import InputImage, predict_files
 from galseg.synthetic import write_synthetic
 
 
@@ -96,3 +96,17 @@ def test_a_mirrored_spiral_gets_the_mirrored_masks_and_the_opposite_chirality(
                 assert {str(row["CHIRALITY"]), str(other["CHIRALITY"])} == {"S", "Z"}, (name, mirror, th)
                 measured += 1
     assert measured >= 30  # most spirals are measured at most thresholds: the test is not vacuous
+
+
+@pytest.mark.parametrize("orientation", DIHEDRAL)
+def test_an_input_and_its_volunteer_hints_turn_and_turn_back(orientation):
+    image = np.random.default_rng(2).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    stars = np.array([[1.0, 2.0, 0.5], [8.0, 5.0, 1.0]])
+    source = InputImage("g", image, None, "g.png", centre=(3.0, 4.0), stars=stars)
+    turned = turn_source(source, orientation)
+    for (x, y), (tx, ty) in zip([(3, 4), (1, 2), (8, 5)], [turned.centre, *turned.stars[:, :2]], strict=True):
+        np.testing.assert_array_equal(turned.image[int(ty), int(tx)], image[y, x])
+    back = turn_source(turned, orientation, back=True)
+    np.testing.assert_array_equal(back.image, image)
+    assert back.centre == pytest.approx(source.centre)
+    np.testing.assert_allclose(back.stars, stars)

@@ -149,21 +149,24 @@ def bar_angle_back(orientation: Orientation, degrees: np.ndarray) -> np.ndarray:
     return np.degrees(angle_back(orientation, np.radians(np.asarray(degrees, dtype=float)))) % 180.0
 
 
-def turn_source(source, orientation: Orientation):
-    """An input (:class:`galseg.predict.InputImage`) turned to ``orientation``: its pixels and the
-    volunteers' centre and stars, which are pixel coordinates on it (its WCS is kept: only its
-    pixel scale is used before the answers are turned back)."""
+def turn_source(source, orientation: Orientation, *, back: bool = False):
+    """An input (:class:`galseg.predict.InputImage`) turned to ``orientation`` (or, ``back``,
+    turned back from it): its pixels and the volunteers' centre and stars, which are pixel
+    coordinates on it. Its WCS is kept: only its pixel scale is used on the turned image."""
     if orientation == IDENTITY:
         return source
-    shape = source.image.shape[:2]
+    image = np.ascontiguousarray((turn_back if back else turn)(source.image, orientation))
+    original = image.shape[:2] if back else source.image.shape[:2]
+
+    def move(x, y):
+        return (point_back if back else point)(orientation, x, y, original)
+
     centre, stars = source.centre, source.stars
     if centre is not None:
-        x, y = point(orientation, centre[0], centre[1], shape)
-        centre = (float(x), float(y))
+        centre = tuple(float(v) for v in move(centre[0], centre[1]))
     if stars is not None and len(stars):
         stars = np.array(stars, dtype=float, copy=True)
-        stars[:, 0], stars[:, 1] = point(orientation, stars[:, 0], stars[:, 1], shape)
-    image = np.ascontiguousarray(turn(source.image, orientation))
+        stars[:, 0], stars[:, 1] = move(stars[:, 0], stars[:, 1])
     return replace(source, image=image, centre=centre, stars=stars)
 
 

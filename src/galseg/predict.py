@@ -636,7 +636,7 @@ def _turned_back(orientation: Orientation, source: InputImage, planes, spread, s
     and the planes exactly, the statistics (in place), the disc and the arms."""
     if orientation == IDENTITY:
         return source, planes, spread, geometry, arms
-    image = np.ascontiguousarray(turn_back(source.image, orientation))
+    source = turn_source(source, orientation, back=True)
 
     def back(by: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
         return (
@@ -646,8 +646,8 @@ def _turned_back(orientation: Orientation, source: InputImage, planes, spread, s
         )
 
     stats_back(orientation, stats)
-    geometry, arms = measurements_back(orientation, geometry, arms, image.shape[:2])
-    return replace(source, image=image), back(planes), back(spread), geometry, arms
+    geometry, arms = measurements_back(orientation, geometry, arms, source.image.shape[:2])
+    return source, back(planes), back(spread), geometry, arms
 
 
 def _finish(work: _Finish) -> tuple[int, tuple | None, str | None, bool]:
