@@ -153,9 +153,6 @@ def score_ready_model(
     dataset (or ``dataset``, prepared alike) and the real-image check at both cut-offs, at the
     zooms ``galseg predict`` uses it with."""
     from galseg.evaluate import evaluate_run
-    from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
-    from galseg.metrics import real_markdown, real_summary
-    from galseg.real import evaluate_real
 
     run = Path(run)
     log("== evaluate")
@@ -170,14 +167,24 @@ def score_ready_model(
         ],
     }
     if real is not None and Path(real).is_dir():
-        log(f"== real-image check (--zoom {','.join(map(str, REAL_ZOOMS))}, as galseg predict uses it)")
-        checked = evaluate_real(load(run, device="cpu", zooms=REAL_ZOOMS), real, cuts=[CUT, REAL_CUT])
-        scores["real"] = {"zooms": list(REAL_ZOOMS)}
-        for cut in (CUT, REAL_CUT):
-            summary = real_summary(checked[checked["CUT"] == cut])
-            rows = [{k: _plain(row[k]) for k in summary.colnames} for row in summary]
-            scores["real"][f"cut {cut:g}"] = rows
-            log(f"--cut {cut:g}:\n{real_markdown(summary)}")
+        scores["real"] = real_scores(run, real, log=log)
+    return scores
+
+
+def real_scores(run: str | os.PathLike[str], real: str | os.PathLike[str], *, log=print) -> dict:
+    """The real-image check of a ready model at both cut-offs, at the zooms ``galseg predict``
+    uses it with, as recorded in its run record."""
+    from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
+    from galseg.metrics import real_markdown, real_summary
+    from galseg.real import evaluate_real
+
+    log(f"== real-image check (--zoom {','.join(map(str, REAL_ZOOMS))}, as galseg predict uses it)")
+    checked = evaluate_real(load(run, device="cpu", zooms=REAL_ZOOMS), real, cuts=[CUT, REAL_CUT])
+    scores: dict = {"zooms": list(REAL_ZOOMS)}
+    for cut in (CUT, REAL_CUT):
+        summary = real_summary(checked[checked["CUT"] == cut])
+        scores[f"cut {cut:g}"] = [{k: _plain(row[k]) for k in summary.colnames} for row in summary]
+        log(f"--cut {cut:g}:\n{real_markdown(summary)}")
     return scores
 
 
