@@ -24,6 +24,8 @@ from galseg.dataset import DIHEDRAL
 
 Orientation = tuple[int, bool]
 IDENTITY: Orientation = (0, False)
+MIRRORED = {"S": "Z", "Z": "S"}
+"""The winding seen in a mirror ("" stays "")."""
 
 
 def turn(array: np.ndarray, orientation: Orientation, *, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
@@ -92,15 +94,9 @@ def point_back(orientation: Orientation, x, y, shape: tuple[int, int]):
     return point(inverse, x, y, turned)
 
 
-def angle(orientation: Orientation, phi: np.ndarray | float) -> np.ndarray | float:
-    """A direction (radians, anticlockwise from the image's x axis as displayed) after the map."""
-    for step in _steps(orientation):
-        phi = np.pi - phi if step == "flip" else phi + np.pi / 2
-    return phi
-
-
 def angle_back(orientation: Orientation, phi: np.ndarray | float) -> np.ndarray | float:
-    """The inverse of :func:`angle`."""
+    """A direction on the turned image (radians, anticlockwise from the image's x axis as
+    displayed) on the original: a flip maps phi to pi - phi, a quarter turn adds pi / 2."""
     for step in reversed(_steps(orientation)):
         phi = np.pi - phi if step == "flip" else phi - np.pi / 2
     return phi
@@ -127,7 +123,7 @@ def arm_back(orientation: Orientation, arm: Arm, turned: DiscGeometry, original:
     same_major = np.cos(major - original.position_angle) > 0  # the axis kept its direction
     if is_reflection(orientation):
         theta0, slope = (-arm.theta0 if same_major else np.pi - arm.theta0), -arm.slope
-        chirality = {"S": "Z", "Z": "S"}.get(arm.chirality, arm.chirality)
+        chirality = MIRRORED.get(arm.chirality, arm.chirality)
     else:
         theta0, slope, chirality = (
             (arm.theta0 if same_major else arm.theta0 + np.pi),
@@ -141,7 +137,7 @@ def summary_back(orientation: Orientation, summary: ArmSummary) -> ArmSummary:
     """A galaxy's arm summary in the original orientation: only the winding can change."""
     if not is_reflection(orientation):
         return summary
-    return replace(summary, chirality={"S": "Z", "Z": "S"}.get(summary.chirality, summary.chirality))
+    return replace(summary, chirality=MIRRORED.get(summary.chirality, summary.chirality))
 
 
 def bar_angle_back(orientation: Orientation, degrees: np.ndarray) -> np.ndarray:
@@ -176,8 +172,7 @@ def stats_back(orientation: Orientation, stats) -> None:
     if orientation == IDENTITY:
         return
     if "CHIRALITY" in stats.colnames and is_reflection(orientation):
-        swap = {"S": "Z", "Z": "S"}
-        stats["CHIRALITY"] = np.array([swap.get(c, c) for c in stats["CHIRALITY"]], dtype="U1")
+        stats["CHIRALITY"] = np.array([MIRRORED.get(c, c) for c in stats["CHIRALITY"]], dtype="U1")
     if "BAR_PA_DEG" in stats.colnames:
         stats["BAR_PA_DEG"] = bar_angle_back(orientation, stats["BAR_PA_DEG"]).astype("f4")
 
