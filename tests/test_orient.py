@@ -32,7 +32,8 @@ def test_points_land_on_the_same_pixel_of_the_turned_image(orientation):
     tx, ty = point(orientation, x, y, image.shape)
     np.testing.assert_array_equal(turned[ty.astype(int), tx.astype(int)], image)
     bx, by = point_back(orientation, tx, ty, image.shape)
-    np.testing.assert_allclose(bx, x) and np.testing.assert_allclose(by, y)
+    np.testing.assert_allclose(bx, x)
+    np.testing.assert_allclose(by, y)
 
 
 @pytest.mark.parametrize("orientation", DIHEDRAL)

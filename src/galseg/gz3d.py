@@ -619,11 +619,12 @@ def _read_hdul(
             index,
             f"({name} mask) holds negative or non-finite values",
         )
+        peak = data.max()
         _check(
-            data.max() <= MAX_COUNT,
+            peak <= MAX_COUNT,
             path,
             index,
-            f"({name} mask) counts {data.max():,.0f} at a pixel: more than galseg reads ({MAX_COUNT:,})",
+            f"({name} mask) counts {peak:,.0f} at a pixel: more than galseg reads ({MAX_COUNT:,})",
         )
         masks.append(data)
     for index in (HDU_SPIRAL, HDU_BAR) if votes else ():
