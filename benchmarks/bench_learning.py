@@ -8,7 +8,8 @@ curve point: seconds of training so far against the mean Jaccard at th = 1 and 3
 kept epoch is evaluated on the test galaxies as the demo does: per threshold, the model against
 volunteer panel B over panel A against panel B (the volunteers' own agreement, 1.0 = as good as
 the volunteers), the model's mean Jaccard over the brighter-than-median baseline's, and the share
-of barred test galaxies whose bar the bar head finds at th = 3.
+of barred test galaxies whose bar the bar head finds at th = 3, and the test galaxies without
+arms at th = 3 that the model gives some.
 
     python benchmarks/bench_learning.py --dataset demo-output/dataset \\
         --recipe base:recipe=base --recipe galseg:recipe=galseg --seeds 0 1 2 \\
@@ -143,6 +144,9 @@ def run_one(args: argparse.Namespace, name: str, overrides: dict, seed: int, pre
     final["bar_found"] = float(det["RECALL"]) if np.isfinite(det["RECALL"]) else 0.0
     final["bar_false"] = int(det["FP"])
     final["bar_unbarred"] = int(det["FP"] + det["TN"])
+    armless = {int(r["TH"]): r for r in arms.detection}[3]
+    final["arms_false"] = int(armless["FP"])
+    final["armless"] = int(armless["FP"] + armless["TN"])
     with open(log_path, "a") as fh:
         fh.write(json.dumps(final) + "\n")
 
@@ -170,9 +174,9 @@ def report(out: Path) -> None:
     head = " | ".join(f"th={t}" for t in ths)
     print(
         f"| run | best epoch | minutes | blow-ups | of the volunteers {head} | x baseline {head} "
-        "| bar found |"
+        "| bar found | armless given arms |"
     )
-    print("| --- | ---: | ---: | ---: |" + " ---: |" * (2 * len(ths)) + " ---: |")
+    print("| --- | ---: | ---: | ---: |" + " ---: |" * (2 * len(ths)) + " ---: | ---: |")
     for tag, f in sorted(finals.items()):
         t = f["thresholds"]
         ratio = " | ".join(f"{t[str(th)]['of_volunteers']:.2f}" for th in ths)
@@ -181,7 +185,8 @@ def report(out: Path) -> None:
         print(
             f"| {tag} ({f.get('runs_as', f['precision'])}) | {f['best_epoch']} | {f['seconds'] / 60:.1f} | "
             f"{f['blow_ups']} | {ratio} | {base} | "
-            f"{f['bar_found']:.2f} ({f['bar_false']}{unbarred} unbarred given one) |"
+            f"{f['bar_found']:.2f} ({f['bar_false']}{unbarred} unbarred given one) | "
+            + (f"{f['arms_false']} of {f['armless']} |" if "armless" in f else "- |")
         )
     recipes = sorted({f["recipe"] for f in finals.values()})
     print("\nPer recipe, over its runs (seeds and precisions): th = 3 of the volunteers, mean [min - max]")

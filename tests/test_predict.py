@@ -16,7 +16,8 @@ from galseg import GalsegError
 from galseg.cli import main
 from galseg.gz3d import find_gz3d_files, make_wcs, read_gz3d, wcs_header
 from galseg.inference import load
-from galseg.predict import expand_inputs, footprint, predict_files, read_catalogue
+from galseg.footprint import footprint, galaxy_region, outside_galaxy
+from galseg.predict import expand_inputs, predict_files, read_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +205,24 @@ def test_footprint_covers_the_galaxy_not_the_sky():
     expected_area = np.pi * 50 * np.log(200 / 1.2)
     assert mask[32, 32] and not mask[2, 2]
     assert 0.8 * expected_area < mask.sum() < 1.25 * expected_area
+
+
+def test_a_mask_on_light_apart_from_the_galaxy_is_dropped_an_arm_running_past_it_is_kept():
+    y, x = np.mgrid[0:96, 0:96]
+    light = 200 * np.exp(-((x - 48) ** 2 + (y - 48) ** 2) / 60.0) + 250 * np.exp(
+        -((x - 88) ** 2 + (y - 8) ** 2) / 4.0
+    )
+    noise = np.random.default_rng(1).normal(10, 2, (96, 96, 3))
+    image = np.clip(light[..., None] + noise, 0, 255).astype(np.uint8)
+    region = galaxy_region(image)
+    assert region[48, 48] and not region[8, 88]  # the galaxy, not the star in the corner
+    p = np.zeros((2, 96, 96), dtype=np.float32)
+    p[:, 4:13, 84:93] = 0.9  # a blob on the star
+    p[0, 47:50, 40:95] = 0.8  # an arm from the bulge out past the galaxy's footprint
+    drop = outside_galaxy(p, region, cut=0.5)
+    assert drop[8, 88] and drop.sum() == 81  # the star's blob, on every plane
+    assert not drop[48, 94]  # the arm's end beyond the footprint stays: its piece reaches the galaxy
+    assert outside_galaxy(p[:, :, :60], region[:, :60], cut=0.5) is None  # nothing apart: nothing dropped
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from galseg import HEXAGON_MODES, TARGETS, GalsegError
 from galseg.dataset import DIHEDRAL, dihedral, resize_image, undo_dihedral
+from galseg.footprint import drop_pieces, galaxy_region, outside_galaxy
 from galseg.gz3d import paint_out_hexagon
 from galseg.orient import canonical, turn, turn_back
 from galseg.train import autocast, choose_precision, load_checkpoint, read_run, resolve_device
@@ -191,12 +192,14 @@ class Predictor:
         The image is turned to its canonical orientation (:mod:`galseg.orient`, as ``galseg
         predict`` does, so a mirror image gets the mirrored answer); each of :attr:`zooms`' centred
         crops is area-averaged to the run's size, predicted, and the probabilities are brought
-        back to (P, H, W) by bilinear interpolation, then turned back.
+        back to (P, H, W) by bilinear interpolation; marked pieces that do not reach the galaxy's
+        own region are dropped (:func:`galseg.footprint.outside_galaxy`); then turned back.
         """
         orientation = canonical(image)
-        turned = turn(image, orientation)
-        views = zoom_views(self.clean(turned), self.zooms, self.size)
+        turned = self.clean(turn(image, orientation))
+        views = zoom_views(turned, self.zooms, self.size)
         p = combine_zooms(self.probabilities(views), self.zooms, turned.shape[:2])
+        p = drop_pieces(p, outside_galaxy(p, galaxy_region(turned), self.cut))
         return np.ascontiguousarray(turn_back(p, orientation, axes=(1, 2)))
 
     def clean(self, image: np.ndarray, ifu: float | None = None) -> np.ndarray:

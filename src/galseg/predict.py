@@ -31,7 +31,6 @@ from astropy.io.fits.verify import VerifyError
 from astropy.table import Table, vstack
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
-from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 from galseg import GalsegError, __version__
@@ -45,6 +44,7 @@ from galseg.arms import (
     measure_arms,
 )
 from galseg.bars import NO_BAR, measure_bar
+from galseg.footprint import drop_pieces, footprint, galaxy_region, outside_galaxy
 from galseg.gz3d import (
     bintable_bytes,
     ifu_design_size,
@@ -249,17 +249,6 @@ def read_input(path: str | os.PathLike[str]) -> InputImage:
     return InputImage(
         printable(name), np.ascontiguousarray(image), wcs, str(path), warning, centre, stars, ifu
     )
-
-
-def footprint(image: np.ndarray) -> np.ndarray:
-    """Pixels belonging to the galaxy (and anything as bright): 5x5-smoothed luminance above the
-    sky by 3 robust sigmas of the smoothed noise. The denominator of the arm fraction 'of the galaxy'."""
-    grey = image.astype(np.float32).mean(axis=2)
-    k = 5  # smoothing brings the noise down k times before thresholding
-    smooth = ndimage.uniform_filter(grey, size=k, mode="nearest")
-    sky = np.median(grey)
-    noise = 1.4826 * np.median(np.abs(grey - sky)) or 1.0
-    return smooth > sky + 3 * noise / k
 
 
 # ----------------------------------------------------------------------------- many files
@@ -521,12 +510,14 @@ class _Inputs(torch.utils.data.Dataset):
             item = turn_source(item, orientation)
             # measured, drawn and predicted alike on the image the network sees
             item = replace(item, image=clean_image(item.image, self.hexagon, item.ifu))
+            area = footprint(item.image)
             return {
                 "i": i,
                 "input": item,
                 "orientation": orientation,
                 "small": zoom_views(item.image, self.zooms, self.size),
-                "footprint": footprint(item.image),
+                "footprint": area,
+                "region": galaxy_region(item.image, area),
                 "error": None,
             }
         except GalsegError as exc:
@@ -567,6 +558,7 @@ class _Finish:
     index: int
     source: InputImage
     footprint: np.ndarray
+    region: np.ndarray | None  # the galaxy's own region (galseg.footprint): no arm or bar outside
     p_small: np.ndarray
     spread_small: np.ndarray | None
     thresholds: tuple[int, ...]
@@ -657,12 +649,19 @@ def _finish(work: _Finish) -> tuple[int, tuple | None, str | None, bool]:
     try:
         source, thresholds, shape = work.source, work.thresholds, work.source.image.shape[:2]
 
-        def full(small: np.ndarray) -> dict[str, np.ndarray]:  # network grid -> input grid, by structure
-            return by_structure(combine_zooms(small, work.zooms, shape), work.structures, len(thresholds))
+        p = combine_zooms(work.p_small, work.zooms, shape)  # network grid -> input grid
+        drop = outside_galaxy(p, work.region, work.cut)
 
-        planes = full(work.p_small)
+        def full(planes: np.ndarray) -> dict[str, np.ndarray]:
+            return by_structure(drop_pieces(planes, drop), work.structures, len(thresholds))
+
+        planes = full(p)
         # the spread: the largest over the zooms, the most doubtful view
-        spread = full(work.spread_small) if work.spread_small is not None else None
+        spread = (
+            full(combine_zooms(work.spread_small, work.zooms, shape))
+            if work.spread_small is not None
+            else None
+        )
         stats, geometry, arms = galaxy_statistics(
             source, planes, thresholds, work.footprint, measure=work.measure, cut=work.cut
         )
@@ -826,6 +825,7 @@ def _predict_files(
             index=index,
             source=source,
             footprint=item["footprint"],
+            region=item["region"],
             p_small=p,
             spread_small=spread,
             thresholds=thresholds,
