@@ -14,9 +14,9 @@ from astropy.table import Table
 
 from galseg import GalsegError
 from galseg.cli import main
+from galseg.footprint import footprint, galaxy_region, outside_galaxy
 from galseg.gz3d import find_gz3d_files, make_wcs, read_gz3d, wcs_header
 from galseg.inference import load
-from galseg.footprint import footprint, galaxy_region, outside_galaxy
 from galseg.predict import expand_inputs, predict_files, read_catalogue
 
 
