@@ -558,7 +558,7 @@ class _Finish:
     index: int
     source: InputImage
     footprint: np.ndarray
-    region: np.ndarray | None  # the galaxy's own region (galseg.footprint): no arm or bar outside
+    region: np.ndarray | None  # the galaxy's own region (galseg.footprint): pieces not reaching it go
     p_small: np.ndarray
     spread_small: np.ndarray | None
     thresholds: tuple[int, ...]
@@ -652,8 +652,8 @@ def _finish(work: _Finish) -> tuple[int, tuple | None, str | None, bool]:
         p = combine_zooms(work.p_small, work.zooms, shape)  # network grid -> input grid
         drop = outside_galaxy(p, work.region, work.cut)
 
-        def full(planes: np.ndarray) -> dict[str, np.ndarray]:
-            return by_structure(drop_pieces(planes, drop), work.structures, len(thresholds))
+        def full(values: np.ndarray) -> dict[str, np.ndarray]:  # (P, H, W) -> by structure, pieces dropped
+            return by_structure(drop_pieces(values, drop), work.structures, len(thresholds))
 
         planes = full(p)
         # the spread: the largest over the zooms, the most doubtful view
