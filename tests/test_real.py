@@ -19,6 +19,7 @@ from galseg.real import (
     arm_auc,
     disc_radius,
     evaluate_real,
+    highpass_map,
     inter_arm_disc,
     real_galaxies,
     ring_auc,
@@ -186,6 +187,21 @@ def test_brightness_that_falls_with_radius_ranks_arms_at_chance_within_rings():
     assert np.isnan(ring_auc(glow, np.zeros_like(arms), between, radius))
 
 
+def test_the_image_less_its_smooth_light_ranks_faint_arms_better_than_brightness():
+    """Arms 3% as bright as the disc's middle: within a ring the disc's own fall with radius
+    blurs the brightness's ranking; the high-pass plane a --highpass network is fed ranks better,
+    and on the disc alone it ranks nothing."""
+    arms = _two_arms()
+    between = inter_arm_disc(arms, 3)
+    radius = disc_radius(arms.shape, DiscGeometry((SIZE - 1) / 2, (SIZE - 1) / 2))
+    disc = np.exp(-radius / 12)
+    image = np.repeat((disc + 0.03 * arms)[..., None], 3, axis=2)
+    assert highpass_map(image).shape == arms.shape
+    brightness = ring_auc(image.mean(axis=2), arms, between, radius)
+    assert ring_auc(highpass_map(image), arms, between, radius) > brightness + 0.05
+    assert ring_auc(highpass_map(disc), arms, between, radius) == pytest.approx(0.5, abs=0.1)
+
+
 class TwoArmOracle(Oracle):
     """Marks two spiral arms in every image."""
 
@@ -205,6 +221,7 @@ def test_the_real_summary_says_whether_masks_beat_the_images_brightness(real_fol
     row = summary[0]
     assert row["N_RING"] == 1 and row["RING_AUC"] == pytest.approx(1.0)  # the oracle marks the arm itself
     assert row["BEATS_BRIGHTNESS"] == pytest.approx(1.0)  # a flat grey image cannot rank it
+    assert row["HIGHPASS_RING_AUC"] == pytest.approx(0.5)  # nor can a filter of it
     assert row["RING_AUC_LO"] <= row["RING_AUC"] <= row["RING_AUC_HI"]
     assert "network better" in real_markdown(summary) and "1 of 1" in real_markdown(summary)
 

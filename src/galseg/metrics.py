@@ -441,6 +441,7 @@ RING_COLUMNS = (
     "BEATS_BRIGHTNESS",
     "BEATS_BRIGHTNESS_LO",
     "BEATS_BRIGHTNESS_HI",
+    "HIGHPASS_RING_AUC",
 )
 
 
@@ -448,12 +449,18 @@ def ring_ranking(reference_rows: Table, *, n_boot: int = 1000, seed: int = 0) ->
     """Arms against the disc between them at the same radius, over the galaxies with a reference
     where both rankings exist: the network's mean ``RING_AUC`` and the image brightness's, the
     share of galaxies where the network ranks better, and 95% bootstrap intervals of the first
-    and the last (a handful of galaxies: the interval is the message)."""
+    and the last (a handful of galaxies: the interval is the message); beside them the mean
+    ranking of the image less its smooth light (``HIGHPASS_RING_AUC``), where measured."""
     if "RING_AUC" not in reference_rows.colnames:  # tables from before the ring ranking
         return {}
     net = np.asarray(reference_rows["RING_AUC"], float)
     light = np.asarray(reference_rows["BRIGHTNESS_RING_AUC"], float)
     usable = np.isfinite(net) & np.isfinite(light)
+    filtered = (
+        np.asarray(reference_rows["HIGHPASS_RING_AUC"], float)[usable]
+        if "HIGHPASS_RING_AUC" in reference_rows.colnames  # tables from before the filter's
+        else np.full(int(usable.sum()), np.nan)
+    )
     net, light = net[usable], light[usable]
     out = {"N_RING": int(usable.sum())}
     if not usable.any():
@@ -469,6 +476,7 @@ def ring_ranking(reference_rows: Table, *, n_boot: int = 1000, seed: int = 0) ->
         "BEATS_BRIGHTNESS": float(np.mean(net > light)),
         "BEATS_BRIGHTNESS_LO": beats_lo,
         "BEATS_BRIGHTNESS_HI": beats_hi,
+        "HIGHPASS_RING_AUC": float(np.nanmean(filtered)) if np.isfinite(filtered).any() else np.nan,
     }
 
 
@@ -494,6 +502,11 @@ def ring_text(row) -> str:
         f"{row['BRIGHTNESS_RING_AUC']:.2f}, "
         f"{round(row['BEATS_BRIGHTNESS'] * row['N_RING'])} of {row['N_RING']} "
         f"[{100 * row['BEATS_BRIGHTNESS_LO']:.0f}-{100 * row['BEATS_BRIGHTNESS_HI']:.0f}%]"
+        + (
+            f"; filter {row['HIGHPASS_RING_AUC']:.2f}"
+            if "HIGHPASS_RING_AUC" in row.colnames and np.isfinite(row["HIGHPASS_RING_AUC"])
+            else ""
+        )
     )
 
 
@@ -501,7 +514,7 @@ def real_markdown(summary: Table) -> str:
     """The real-image check as a Markdown table, one line per threshold."""
     lines = [
         "| th | arm recall (mean / pooled) | arm precision (mean / pooled) | arms above disc (AUC) | "
-        "same radius: network / brightness, network better | "
+        "same radius: network / brightness, network better; filter | "
         "spirals with arms | smooth with arms | median pitch error | winding agrees | arm count agrees |",
         "| ---: | --- | --- | ---: | --- | --- | --- | --- | --- | --- |",
     ]

@@ -198,6 +198,20 @@ def ring_auc(score: np.ndarray, reference: np.ndarray, between: np.ndarray, radi
     return float(np.mean(aucs)) if aucs else np.nan
 
 
+def highpass_map(image: np.ndarray) -> np.ndarray:
+    """(H, W) the image less its smooth light, as a ``--highpass`` network's extra input plane
+    (:func:`galseg.unet.highpass` of its band mean, at the image's own resolution): the ranking a
+    filter alone gives, which a network fed it should beat."""
+    import torch
+
+    from galseg.unet import highpass
+
+    planes = np.asarray(image, dtype=np.float32)
+    planes = planes[None] if planes.ndim == 2 else np.moveaxis(planes, -1, 0)
+    with torch.no_grad():
+        return highpass(torch.from_numpy(np.ascontiguousarray(planes))[None])[0, 0].numpy()
+
+
 def evaluate_real(
     predictor: Predictor,
     folder: str | os.PathLike[str],
@@ -211,9 +225,10 @@ def evaluate_real(
     plus the measured pitch and winding beside SpArcFiRe's and the arm count beside Galaxy Zoo's
     volunteers' (``REF_ARMS``). Beside the arm-over-disc ranking, the same within elliptical rings
     (``RING_AUC``, :func:`ring_auc`) and that of the image's own brightness (``BRIGHTNESS_RING_AUC``,
-    the baseline a mask must beat to say more than the image). ``cuts``: probability cut-offs scored
-    side by side from one prediction of each image (the ``CUT`` column); by default the
-    predictor's own."""
+    the baseline a mask must beat to say more than the image) and that of the image less its
+    smooth light (``HIGHPASS_RING_AUC``, :func:`highpass_map`: what a plain filter tells).
+    ``cuts``: probability cut-offs scored side by side from one prediction of each image (the
+    ``CUT`` column); by default the predictor's own."""
     predictor = predictor.only("spiral")  # the references are arms; a run's bar head is not scored
     cuts = [predictor.cut] if cuts is None else [check_cut(c) for c in cuts]
     rows = []
@@ -230,6 +245,7 @@ def evaluate_real(
             radius = disc_radius(image.shape[:2], geometry)
             ring_aucs = [ring_auc(plane, reference, between, radius) for plane in probabilities]
             brightness = ring_auc(light, reference, between, radius)
+            filtered = ring_auc(highpass_map(image), reference, between, radius)
         for cut in cuts:
             marked = probabilities > cut
             count = count_arms(agreement_map(marked), geometry) if measure and marked.any() else -1
@@ -248,6 +264,7 @@ def evaluate_real(
                     "ARM_AUC": np.nan,
                     "RING_AUC": np.nan,
                     "BRIGHTNESS_RING_AUC": np.nan,
+                    "HIGHPASS_RING_AUC": np.nan,
                     "PITCH_DEG": np.nan,
                     "CHIRALITY": "",
                     "REF_PITCH_DEG": galaxy.pitch_deg,
@@ -259,6 +276,7 @@ def evaluate_real(
                     near = _near(mask, reference, tolerance)
                     row.update(MATCHED_MASK_PX=near[0], MATCHED_REF_PX=near[2], REF_PX=near[3])
                     row.update(ARM_AUC=aucs[k], RING_AUC=ring_aucs[k], BRIGHTNESS_RING_AUC=brightness)
+                    row.update(HIGHPASS_RING_AUC=filtered)
                 if measure and mask.any():
                     summary = measure_arms(mask, image, geometry=geometry, light=light, count=count)[1]
                     row.update(PITCH_DEG=summary.pitch_deg, CHIRALITY=summary.chirality)
