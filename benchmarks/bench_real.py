@@ -10,7 +10,8 @@ run's synthetic Table 1 (if evaluated) beside it; once per zoom setting (``galse
 ``inference.REAL_CUT`` for real images). Writes ``real_check_zoomZ_cutC.ecsv`` and a figure.
 
 With several runs (e.g. the same recipe trained with other seeds), each run's tables come first,
-then th = 3 of every run side by side against issue 14's goal, with the range over the runs.
+then th = 3 of every run side by side against issue 14's goal, with the range over the runs, and
+``real_maps.png``: each run's P(votes >= 3) on the same SpArcFiRe spirals, side by side.
 
     python benchmarks/bench_real.py [--run RUN ...] [--real ../shared/real] [--zooms 1 1,0.6] [--cuts 0.5 0.2]
 """
@@ -27,10 +28,11 @@ from astropy.table import Table
 
 from galseg import GalsegError
 from galseg.inference import CUT, REAL_CUT, check_cut, load
+from galseg.io import read_picture
 from galseg.metrics import real_markdown, real_summary, ring_text
-from galseg.plots import real_galaxies_figure
+from galseg.plots import real_galaxies_figure, real_maps_figure
 from galseg.ready import ready_run
-from galseg.real import evaluate_real, real_examples
+from galseg.real import evaluate_real, real_examples, real_galaxies
 from galseg.train import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +96,23 @@ def side_by_side(results: dict[tuple[str, str, float], dict], synthetic: dict[st
                 f"{min(goals_met(r) for _, r in rows)}-{max(goals_met(r) for _, r in rows)} |"
             )
     return "\n".join(lines) + "\n"
+
+
+MAP_GALAXIES = 6
+"""SpArcFiRe spirals shown in the maps figure: every other one, not the best."""
+
+
+def maps_figure(runs: list, real: Path, zooms: str, path: Path) -> Path:
+    """Each run's P(votes >= 3) on the same SpArcFiRe spirals, side by side (plots.real_maps_figure)."""
+    chosen = [g for g in real_galaxies(real) if g.arm_mask is not None][::2][:MAP_GALAXIES]
+    images = [read_picture(g.path) for g in chosen]
+    maps = {}
+    for index, run in enumerate(runs):
+        predictor = load(run, device="cpu", zooms=tuple(float(z) for z in zooms.split(","))).only("spiral")
+        plane = predictor.thresholds.index(GOAL_TH)
+        maps[f"{index + 1}: {Path(run).name}"] = [predictor.predict_image(image)[plane] for image in images]
+    references = [read_picture(g.arm_mask)[..., 0] > 127 for g in chosen]
+    return real_maps_figure(images, references, maps, [g.name[-22:] for g in chosen], path)
 
 
 def main() -> None:
@@ -176,6 +195,8 @@ def main() -> None:
         )
         print(f"\nth = {GOAL_TH}, every run and setting (goal: {goal}):")
         print(side_by_side(results, synthetic))
+    if len(runs) > 1:
+        print(f"\nfigure: {maps_figure(runs, args.real, args.zooms[-1], args.out / 'real_maps.png')}")
     predictor = replace(predictor, cut=cuts[-1])
     figure = real_galaxies_figure(**real_examples(predictor, args.real), path=args.out / "real_galaxies.png")
     print(f"(the figure shows {runs[-1]} at --zoom {args.zooms[-1]} --cut {cuts[-1]:g})")

@@ -255,3 +255,16 @@ def test_the_arm_count_is_checked_against_galaxy_zoos_arm_number(real_folder, vo
     if expected > 0:
         assert row["ARM_COUNT_AGREEMENT"] == pytest.approx(1.0)  # two arms marked, two voted
         assert "1 of 1 |" in real_markdown(summary)
+
+
+def test_the_maps_figure_puts_each_runs_probabilities_beside_the_image(tmp_path):
+    from galseg.plots import real_maps_figure
+
+    arms = _two_arms()
+    image = np.repeat((0.3 + 0.5 * arms)[..., None], 3, axis=2)
+    one = real_maps_figure([image], [arms], {"a": [arms * 0.9]}, ["g"], tmp_path / "one.png")
+    two = real_maps_figure(
+        [image], [arms], {"a": [arms * 0.9], "b": [arms * 0.2]}, ["g"], tmp_path / "two.png"
+    )
+    with Image.open(one) as a, Image.open(two) as b:
+        assert b.width > 1.15 * a.width and abs(b.height - a.height) < 0.2 * a.height  # a column per run
