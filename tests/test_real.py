@@ -189,7 +189,7 @@ def test_brightness_that_falls_with_radius_ranks_arms_at_chance_within_rings():
 
 def test_the_image_less_its_smooth_light_ranks_faint_arms_better_than_brightness():
     """Arms 3% as bright as the disc's middle: within a ring the disc's own fall with radius
-    blurs the brightness's ranking; the high-pass plane a --highpass network is fed ranks better,
+    blurs the brightness's ranking; the image less its smooth light ranks better,
     and on the disc alone it ranks nothing."""
     arms = _two_arms()
     between = inter_arm_disc(arms, 3)

@@ -95,7 +95,6 @@ def _train(args: argparse.Namespace) -> int:
         target=args.target,
         noise=NOISE if args.noise is None else args.noise,
         normalise=TrainConfig.normalise if args.normalise is None else args.normalise,
-        highpass=TrainConfig.highpass if args.highpass is None else args.highpass,
     )
 
     train(
@@ -457,13 +456,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="put each image on its own scale first, sky at 0 and bright end at 1: for networks "
         "meant for other surveys' cutouts (default: off, the pixels as they are, as the paper did)",
-    )
-    p.add_argument(
-        "--highpass",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="give the network one more input plane, the image less its smooth light (a "
-        "difference of Gaussians), to follow arms rather than the disc (default: off)",
     )
     p.add_argument(
         "--steps-per-epoch", type=_count(1), default=None, help="cap batches per epoch (quick runs)"

@@ -124,7 +124,6 @@ class TrainConfig:
     target: str = "spiral"  # "spiral", "bar", or "both" (one multi network, a head per structure)
     noise: float = NOISE  # largest sky noise the augmentation adds (share of the image's range)
     normalise: bool = False  # each input put on its own scale first (unet.normalise_images)
-    highpass: bool = False  # the band mean less its smooth light as one more input (unet.highpass)
     optimizer: str | None = None
     weight_decay: float | None = None
     schedule: str | None = None
@@ -205,7 +204,6 @@ class TrainConfig:
                 batch_norm=self.batch_norm,
                 structures=self.structures,
                 normalise=self.normalise,
-                highpass=self.highpass,
             )
         return preset_args(
             self.preset,
@@ -214,7 +212,6 @@ class TrainConfig:
             batch_norm=self.batch_norm,
             structures=self.structures,
             normalise=self.normalise,
-            highpass=self.highpass,
         )
 
 
@@ -527,10 +524,9 @@ def train(
             if k not in ("epochs", "device", "loader_workers", "precision")
         }
         # runs from before bars segmented arms; from before --noise added up to 0.08; from before
-        # --normalise fed the images as they are; from before recipes trained as --recipe base does;
-        # from before --highpass had no such plane
+        # --normalise fed the images as they are; from before recipes trained as --recipe base does
         before = {"recipe": "base", **asdict(RECIPES["base"])}
-        saved = {"target": "spiral", "noise": 0.08, "normalise": False, "highpass": False, **before, **saved}
+        saved = {"target": "spiral", "noise": 0.08, "normalise": False, **before, **saved}
         theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in mine}
         if mine != theirs:
             differ = sorted(k for k in mine if mine[k] != theirs.get(k))

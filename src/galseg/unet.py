@@ -42,7 +42,6 @@ class UNetArgs:
     batch_norm: bool = False
     structures: tuple[str, ...] = ("spiral",)  # what the output planes segment (several: ordinal only)
     normalise: bool = False  # scale each image by its own sky and bright end first (normalise_images)
-    highpass: bool = False  # one more input plane: the band mean less its smooth light (highpass)
 
     @property
     def outputs(self) -> int:
@@ -109,33 +108,6 @@ def normalise_images(x: torch.Tensor) -> torch.Tensor:
     return (x - sky) / (bright - sky).clamp_min(1e-3)
 
 
-HIGHPASS_SIGMAS = (0.01, 0.08)
-"""The Gaussians whose difference :func:`highpass` takes, as shares of the input's side: arms are
-a few per cent of a GZ:3D frame wide, the disc's smooth light varies over tens of per cent."""
-
-
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(N, 1, H, W) ``x`` blurred by a Gaussian of ``sigma`` pixels (separable, edges repeated)."""
-    radius = max(1, int(math.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (t / max(sigma, 1e-3)) ** 2)
-    kernel = (kernel / kernel.sum()).to(x.dtype)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
-
-
-def highpass(x: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W) difference of Gaussians of each image's band mean (:data:`HIGHPASS_SIGMAS`):
-    what stands out of the disc at its own radius, arms and knots, with the smooth disc and bulge
-    taken away. Why: on real cutouts the networks' masks covered the inner disc, while this map
-    alone ranked arm pixels above the inter-arm disc at the same radius (ring AUC 0.78 against
-    the brightness's 0.69 on shared/real; docs/tried.md, "Real images")."""
-    side = max(x.shape[-2:])
-    mean = x.float().mean(1, keepdim=True)
-    small, large = (_blur(mean, f * side) for f in HIGHPASS_SIGMAS)
-    return (small - large).to(x.dtype)
-
-
 def _double_conv(c_in: int, c_out: int, batch_norm: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
     for c in (c_in, c_out):
@@ -176,7 +148,7 @@ class UNet(nn.Module):
         self.args = args
         widths = [args.base_width * 2**level for level in range(args.depth)]
         self.down = nn.ModuleList()
-        c_in = args.in_channels + int(args.highpass)
+        c_in = args.in_channels
         for w in widths:
             self.down.append(_double_conv(c_in, w, args.batch_norm))
             c_in = w
@@ -215,8 +187,6 @@ class UNet(nn.Module):
             )
         if self.args.normalise:
             x = normalise_images(x)
-        if self.args.highpass:
-            x = torch.cat([x, highpass(x)], dim=1)
         skips = []
         for level, block in enumerate(self.down):
             if level:
