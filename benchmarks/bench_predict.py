@@ -23,16 +23,13 @@ from PIL import Image
 
 from galseg import GalsegError
 from galseg.dataset import resize_image
+from galseg.footprint import footprint
 from galseg.inference import load, upsample
+from galseg.inputs import read_input
 from galseg.io import gzip_bytes
-from galseg.predict import (
-    arms_table,
-    footprint,
-    galaxy_statistics,
-    mask_file_bytes,
-    predict_files,
-    read_input,
-)
+from galseg.measure import galaxy_statistics
+from galseg.outputs import arms_table, mask_file_bytes
+from galseg.predict import predict_files
 from galseg.ready import ready_run
 from galseg.synthetic import write_synthetic
 

@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def describe(galaxy) -> dict:
+    from galseg.footprint import footprint
     from galseg.gz3d import _magenta, is_simple_outline, paint_out_hexagon
-    from galseg.predict import footprint
 
     image = galaxy.image
     clean = paint_out_hexagon(image)

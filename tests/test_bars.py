@@ -13,7 +13,7 @@ from galseg.bars import angle_difference_deg, measure_bar
 from galseg.cli import main
 from galseg.dataset import ArmDataset, augment_photometry, open_dataset
 from galseg.gz3d import volunteer_hints
-from galseg.predict import read_catalogue
+from galseg.outputs import read_catalogue
 from galseg.synthetic import synthesize, truth_from_metadata
 from galseg.train import loss_and_correct
 from galseg.unet import UNet, preset_args

@@ -14,7 +14,7 @@ import pytest
 from astropy.io import fits
 
 from galseg.cli import EXAMPLES, build_parser, main
-from galseg.predict import read_catalogue
+from galseg.outputs import read_catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -31,7 +31,9 @@ from galseg.cli import main
 from galseg.dataset import open_dataset
 from galseg.gz3d import find_gz3d_files, read_gz3d
 from galseg.inference import load
-from galseg.predict import expand_inputs, output_name, predict_files, read_catalogue
+from galseg.inputs import expand_inputs, output_name
+from galseg.outputs import read_catalogue
+from galseg.predict import predict_files
 from galseg.train import load_checkpoint
 
 

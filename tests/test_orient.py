@@ -11,8 +11,9 @@ from galseg.arms import Arm, DiscGeometry, spiral_curve
 from galseg.dataset import DIHEDRAL
 from galseg.gz3d import find_gz3d_files, read_gz3d
 from galseg.inference import load_ready
+from galseg.inputs import InputImage
 from galseg.orient import arm_back, canonical, geometry_back, point, point_back, turn, turn_back, turn_source
-from galseg.predict import InputImage, predict_files
+from galseg.predict import predict_files
 from galseg.synthetic import write_synthetic
 
 

@@ -17,7 +17,9 @@ from galseg.cli import main
 from galseg.footprint import footprint, galaxy_region, outside_galaxy
 from galseg.gz3d import find_gz3d_files, make_wcs, read_gz3d, wcs_header
 from galseg.inference import load
-from galseg.predict import expand_inputs, predict_files, read_catalogue
+from galseg.inputs import expand_inputs
+from galseg.outputs import read_catalogue
+from galseg.predict import predict_files
 
 
 @pytest.fixture(scope="module")

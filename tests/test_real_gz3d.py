@@ -232,7 +232,7 @@ def test_real_files_cut_short_or_missing_an_hdu_are_error_rows_not_predictions(t
     from astropy.io import fits
 
     from galseg.cli import main
-    from galseg.predict import read_catalogue
+    from galseg.outputs import read_catalogue
 
     raw = gzip.decompress(DRAWN.read_bytes())
     with fits.open(io.BytesIO(raw)) as hdul:

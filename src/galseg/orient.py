@@ -146,7 +146,7 @@ def bar_angle_back(orientation: Orientation, degrees: np.ndarray) -> np.ndarray:
 
 
 def turn_source(source, orientation: Orientation, *, back: bool = False):
-    """An input (:class:`galseg.predict.InputImage`) turned to ``orientation`` (or, ``back``,
+    """An input (:class:`galseg.inputs.InputImage`) turned to ``orientation`` (or, ``back``,
     turned back from it): its pixels and the volunteers' centre and stars, which are pixel
     coordinates on it. Its WCS is kept: only its pixel scale is used on the turned image."""
     if orientation == IDENTITY:

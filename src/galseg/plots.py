@@ -306,7 +306,7 @@ def prediction_overlay(
     """The input image with the outline of the predicted arms (probability above ``cut``) at each
     threshold and, when measured, the fitted log spirals at th=3 (or the lowest threshold); the
     arm probability beside it.
-    ``source`` is a ``predict.InputImage``; ``arms`` maps threshold to (arms, summary); ``bar``:
+    ``source`` is a ``inputs.InputImage``; ``arms`` maps threshold to (arms, summary); ``bar``:
     the bar planes of a run that segments bars too (outlined in white at th=3 or the lowest)."""
     from galseg.arms import spiral_curve
 
