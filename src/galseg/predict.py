@@ -311,17 +311,10 @@ def _predict_files(
     show_progress: bool,
 ) -> Table:
     """:func:`predict_files` once the inputs are known and ``out`` is this process's."""
-    suffix = "".join(Path(catalogue).suffixes[-1:]).lower()
     (out / "masks").mkdir(parents=True, exist_ok=True)
     names = [output_name(p) for p in paths]
     stamps = [_input_stamp(p) for p in paths]
-    run_id = (
-        f"{predictor.run_id}:{'tta' if tta else 'plain'}:{','.join(map(str, predictor.thresholds))}"
-        f":{'+'.join(predictor.structures)}:{'measured' if measure_arms_too else 'masks'}"
-        f":zoom{','.join(map(str, predictor.zooms))}:cut{predictor.cut}:hexagon-{predictor.hexagon}"
-        f":{','.join(STAT_COLUMNS)}"
-    )  # the catalogue's columns too: parts written with other columns are redone, never mixed in
-    run_id = hashlib.sha256(run_id.encode()).hexdigest()[:16]
+    run_id = _run_id(predictor, tta=tta, measure=measure_arms_too)
     mine = list(range(rank, len(paths), world))
     # inputs an earlier run finished: read back once, their rows come from there
     done_before = {i: _finished(out / "masks" / f"{names[i]}.fits.gz", run_id, stamps[i]) for i in mine}
@@ -430,7 +423,40 @@ def _predict_files(
     part, arm_part = catalogue_rows(
         paths, names, mine, errors, written, out, stat_columns(predictor.structures)
     )
-    arms_name = f"arms{suffix}"
+    return _write_catalogue(
+        part, arm_part, out, catalogue, predictor, run_id, rank=rank, world=world, arms=measure_arms_too
+    )
+
+
+def _run_id(predictor: Predictor, *, tta: bool, measure: bool) -> str:
+    """A digest of everything that decides a mask file's content: a rerun reuses a file only
+    when it matches (the catalogue's columns too: parts written with other columns are redone,
+    never mixed in)."""
+    text = (
+        f"{predictor.run_id}:{'tta' if tta else 'plain'}:{','.join(map(str, predictor.thresholds))}"
+        f":{'+'.join(predictor.structures)}:{'measured' if measure else 'masks'}"
+        f":zoom{','.join(map(str, predictor.zooms))}:cut{predictor.cut}:hexagon-{predictor.hexagon}"
+        f":{','.join(STAT_COLUMNS)}"
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _write_catalogue(
+    part: Table,
+    arm_part: Table,
+    out: Path,
+    catalogue: str,
+    predictor: Predictor,
+    run_id: str,
+    *,
+    rank: int,
+    world: int,
+    arms: bool,
+) -> Table:
+    """Write the catalogue (and the arms table, when arms were measured) from every rank's rows:
+    with several ranks each writes its part, rank 0 gathers them in input order and writes the
+    whole; returns this rank's table (the whole on rank 0)."""
+    suffix = "".join(Path(catalogue).suffixes[-1:]).lower()
     if world > 1:
         parts = out / "parts"
         parts.mkdir(exist_ok=True)
@@ -451,12 +477,12 @@ def _predict_files(
                 "RUN": printable(str(predictor.run))[-60:],
                 "RUNID": run_id,
                 "HEAD": predictor.head,
-                "THRESHS": ",".join(map(str, thresholds)),
+                "THRESHS": ",".join(map(str, predictor.thresholds)),
                 "TARGET": "+".join(predictor.structures),
                 "CUT": predictor.cut,
             }
         )
     write_table(part, out / catalogue)
-    if measure_arms_too and "spiral" in predictor.structures:
-        write_table(arm_part, out / arms_name)
+    if arms and "spiral" in predictor.structures:
+        write_table(arm_part, out / f"arms{suffix}")
     return part
