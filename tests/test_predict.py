@@ -253,6 +253,37 @@ def test_an_exported_run_predicts_like_the_original_in_half_the_bytes(trained_ru
     assert (slim / "th3" / "best.pt").stat().st_size < 0.5 * (trained_run / "th3" / "best.pt").stat().st_size
 
 
+def test_an_export_keeps_what_float16_cannot_hold(trained_run, gz3d_dir, tmp_path):
+    """A batch-norm variance past float16's range (65,504) stays float32: as infinity it silenced
+    a trained ready-model candidate (its arm probabilities 0.46 -> 0.0003)."""
+    import shutil
+
+    import torch
+
+    from galseg.ready import export_run
+
+    wide = tmp_path / "wide"
+    shutil.copytree(trained_run, wide)
+    for checkpoint in wide.glob("*/best.pt"):
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model = payload["model"]
+        bn = next(k[: -len(".running_var")] for k in model if k.endswith(".running_var"))
+        model[f"{bn}.running_var"] *= 1e10  # the same function: variance x 1e10, scale x 1e5
+        model[f"{bn}.weight"] *= 1e5
+        torch.save(payload, checkpoint)
+    image = read_gz3d(find_gz3d_files(gz3d_dir)[1]).image
+    original = load(trained_run, device="cpu").predict_image(image)
+    np.testing.assert_allclose(load(wide, device="cpu").predict_image(image), original, atol=1e-3)
+    slim = export_run(wide, tmp_path / "slim")
+    for checkpoint in slim.glob("*/best.pt"):
+        kept = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"][f"{bn}.running_var"]
+        wide_var = torch.load(wide / checkpoint.parent.name / "best.pt", weights_only=False)["model"]
+        assert kept.dtype == torch.float32
+        torch.testing.assert_close(kept, wide_var[f"{bn}.running_var"])
+    exported = load(slim, device="cpu").predict_image(image)
+    np.testing.assert_allclose(exported, original, atol=0.02)
+
+
 def test_exporting_over_a_model_never_leaves_none(trained_run, tmp_path, monkeypatch):
     """The new copy is swapped in by renames: stopped before or between them, a complete model is
     still found (issue: a kill during `galseg ready-model` left a user with none)."""

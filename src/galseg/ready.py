@@ -2,7 +2,8 @@
 
 ``galseg ready-model`` makes it with fixed seeds (synthetic galaxies -> prepare -> train ->
 evaluate -> real-image check) and exports a slim copy into the package: the run record and the
-best epoch's weights in float16 (half the size; loaded back as float32), no optimiser state.
+best epoch's weights in float16 where float16 holds them (half the size; loaded back as float32),
+no optimiser state.
 ``galseg predict IMAGE...`` without a run folder uses it, with the settings for real survey
 cutouts (``inference.REAL_ZOOMS`` and ``REAL_CUT``) unless told otherwise.
 """
@@ -43,7 +44,7 @@ def export_run(
     run: str | os.PathLike[str], out: str | os.PathLike[str], *, scores: dict | None = None
 ) -> Path:
     """A slim copy of ``run`` in ``out``: ``run.json`` (plus ``scores``) and each unit's best
-    weights in float16, with the model arguments needed to rebuild it.
+    weights in float16 (where float16 holds them), with the model arguments needed to rebuild it.
 
     The copy is written beside ``out`` and swapped in by two renames, so a stop at any point
     leaves a complete model (the old or the new) that :func:`ready_run` finds."""
@@ -55,7 +56,7 @@ def export_run(
     for unit in record["units"]:
         model, checkpoint = load_checkpoint(run / unit / "best.pt")
         slim = {
-            "model": {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
+            "model": {k: _slim(v) for k, v in model.state_dict().items()},
             "model_args": checkpoint["model_args"],
             "state": {k: checkpoint["state"][k] for k in ("epoch", "best_epoch", "best_loss")},
             "config": checkpoint["config"],
@@ -74,6 +75,16 @@ def export_run(
     out.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _slim(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float16 where float16 holds it, else as it is: a batch-norm running variance
+    can pass float16's largest value (65,504; 1.3 million in one trained network), and an
+    infinite variance silences every unit behind it."""
+    if not tensor.is_floating_point():
+        return tensor
+    half = tensor.half()
+    return half if bool(torch.isfinite(half).all()) or not bool(torch.isfinite(tensor).all()) else tensor
 
 
 @dataclass(frozen=True)
