@@ -144,6 +144,7 @@ def run_one(args: argparse.Namespace, name: str, overrides: dict, seed: int, pre
     final["bar_found"] = float(det["RECALL"]) if np.isfinite(det["RECALL"]) else 0.0
     final["bar_false"] = int(det["FP"])
     final["bar_unbarred"] = int(det["FP"] + det["TN"])
+    final["bar_auc"] = float(det["AUC"])  # barred above unbarred by the highest bar probability
     armless = {int(r["TH"]): r for r in arms.detection}[3]
     final["arms_false"] = int(armless["FP"])
     final["armless"] = int(armless["FP"] + armless["TN"])
@@ -170,7 +171,8 @@ def report(out: Path) -> None:
         return
     ths = sorted(int(t) for t in next(iter(finals.values()))["thresholds"])
     print("Of the volunteers: model vs panel B / panel A vs panel B (Jaccard), per threshold; x baseline:")
-    print("model's mean Jaccard / brighter-than-median's; bar: barred test galaxies found at th = 3.\n")
+    print("model's mean Jaccard / brighter-than-median's; bar: barred test galaxies found at th = 3")
+    print("(AUC: barred ranked above unbarred by each galaxy's highest bar probability; 0.5 is chance).\n")
     head = " | ".join(f"th={t}" for t in ths)
     print(
         f"| run | best epoch | minutes | blow-ups | of the volunteers {head} | x baseline {head} "
@@ -182,10 +184,11 @@ def report(out: Path) -> None:
         ratio = " | ".join(f"{t[str(th)]['of_volunteers']:.2f}" for th in ths)
         base = " | ".join(f"{t[str(th)]['over_baseline']:.1f}" for th in ths)
         unbarred = f" of {f['bar_unbarred']}" if "bar_unbarred" in f else ""
+        auc = f", AUC {f['bar_auc']:.2f}" if "bar_auc" in f else ""
         print(
             f"| {tag} ({f.get('runs_as', f['precision'])}) | {f['best_epoch']} | {f['seconds'] / 60:.1f} | "
             f"{f['blow_ups']} | {ratio} | {base} | "
-            f"{f['bar_found']:.2f} ({f['bar_false']}{unbarred} unbarred given one) | "
+            f"{f['bar_found']:.2f} ({f['bar_false']}{unbarred} unbarred given one{auc}) | "
             + (f"{f['arms_false']} of {f['armless']} |" if "armless" in f else "- |")
         )
     recipes = sorted({f["recipe"] for f in finals.values()})

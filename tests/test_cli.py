@@ -21,6 +21,7 @@ def test_user_error_is_one_line_and_status_2(tmp_path, capsys):
 
 
 def test_evaluate_writes_table1_catalogues_and_figures(trained_run, dataset_dir, tmp_path, capsys):
+    import numpy as np
     from astropy.table import Table
 
     out = tmp_path / "eval"
@@ -44,6 +45,7 @@ def test_evaluate_writes_table1_catalogues_and_figures(trained_run, dataset_dir,
     assert "| grid | th |" in printed and "| full | 6 |" in printed and "| train_size+tta | 3 |" in printed
     assert "Epoch chosen on: lowest loss on the validation galaxies" in printed
     assert "| th | galaxies | volunteers (panel A vs B) |" in printed
+    assert "galaxies th=3: " in printed and "ranking by highest P, AUC" in printed
     assert "ECE plain th=3" in printed and "ECE tta th=3" in printed and "ECE plain vote fraction" in printed
     reference = Table.read(out / "human_reference.ecsv")
     assert sorted(reference["TH"]) == [1, 2, 3, 4, 5, 6]
@@ -56,6 +58,10 @@ def test_evaluate_writes_table1_catalogues_and_figures(trained_run, dataset_dir,
     n_test = int((Table.read(dataset_dir / "catalogue.ecsv")["SPLIT"] == "test").sum())
     assert len(per_galaxy) == n_test * 6 * 3  # six thresholds; training grid, with TTA, full resolution
     assert set(per_galaxy["GRID"]) == {"train_size", "train_size+tta", "full"}
+    assert ((per_galaxy["MAX_PROBABILITY"] >= 0) & (per_galaxy["MAX_PROBABILITY"] <= 1)).all()
+    marked = per_galaxy[(per_galaxy["GRID"] == "train_size") & (per_galaxy["TH"] == 1)]["HAS_ARM_TRUTH"]
+    auc = Table.read(out / "detection.ecsv")["AUC"][0]
+    assert (0 <= auc <= 1) if 0 < marked.sum() < len(marked) else np.isnan(auc)
     for name in ("table1.md", "table1.ecsv", "detection.ecsv"):
         assert (out / name).stat().st_size > 100
     for figure in (

@@ -71,6 +71,24 @@ def test_table1_averages_only_where_both_mark_arms():
     assert d["RECALL"] == pytest.approx(2 / 3) and d["PRECISION"] == pytest.approx(1.0)
 
 
+def test_the_detection_auc_tells_a_detector_from_a_head_that_marks_every_galaxy():
+    # four galaxies the volunteers marked (TP or FN > 0), four they did not; every galaxy has a
+    # marked pixel at the cut, so recall is perfect for both heads and only the ranking differs
+    counts = np.array([[5, 1, 0, 94]] * 4 + [[0, 3, 0, 97]] * 4)
+    ids = np.array([f"g{i}" for i in range(8)])
+    detector = per_galaxy_table(
+        ids, 3, "train_size", counts, np.array([0.9, 0.8, 0.95, 0.7, 0.6, 0.55, 0.65, 0.52])
+    )
+    bulges = per_galaxy_table(
+        ids, 3, "train_size", counts, np.array([0.9, 0.6, 0.7, 0.5, 0.95, 0.52, 0.8, 0.45])
+    )
+    assert detection(detector)[0]["RECALL"] == detection(bulges)[0]["RECALL"] == 1.0
+    assert detection(detector)[0]["AUC"] == pytest.approx(1.0)
+    assert detection(bulges)[0]["AUC"] == pytest.approx(0.5)  # 8 of the 16 pairs ranked right
+    assert np.isnan(detection(per_galaxy_table(ids, 3, "train_size", counts))[0]["AUC"])  # no probabilities
+    assert np.isnan(detection(per_galaxy_table(ids[:4], 3, "train_size", counts[:4], np.ones(4)))[0]["AUC"])
+
+
 def test_pooled_iou_differs_from_the_per_image_mean():
     counts = np.array([[1, 9, 0, 0], [90, 10, 0, 0]])  # a poor small galaxy, a good big one
     assert pooled_iou(counts) == pytest.approx(91 / 110)

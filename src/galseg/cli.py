@@ -144,6 +144,12 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(human_reference_markdown(evaluation.human_reference))
         for row in evaluation.ece_table():
             print(f"ECE {row['VARIANT']} th={row['TH']}: {row['ECE']:.4f}")
+        for row in evaluation.detection:  # a galaxy is marked where any of its pixels is
+            print(
+                f"galaxies th={row['TH']}: {row['TP']} of {row['TP'] + row['FN']} marked found, "
+                f"{row['FP']} of {row['FP'] + row['TN']} unmarked given some; "
+                f"ranking by highest P, AUC {row['AUC']:.2f}"
+            )
         print(f"{structure}: catalogues, tables and figures in {where}\n")
     return 0
 

@@ -111,6 +111,7 @@ def evaluate_run(
     thresholds = predictor.thresholds
     variants = {"plain": "train_size", **({"tta": "train_size+tta"} if tta else {})}
     counts = {(grid, th): [] for grid in (*variants.values(), "full") for th in thresholds}
+    highest = {key: [] for key in counts}  # each galaxy's highest probability, for the detection AUC
     calibration = {v: {th: Reliability() for th in thresholds} for v in variants}
     all_six = tuple(thresholds) == tuple(THRESHOLDS)
     vote_fraction = {v: Reliability() for v in variants} if all_six else {}
@@ -131,6 +132,7 @@ def evaluate_run(
         for variant, p in predictions.items():
             for k, th in enumerate(thresholds):
                 counts[variants[variant], th].append(confusion(v >= th, p[:, k] > CUT))
+                highest[variants[variant], th].append(p[:, k].reshape(len(p), -1).max(axis=1))
                 calibration[variant][th].add(p[:, k], v >= th)
             if all_six:
                 vote_fraction[variant].add(p.sum(axis=1) / 6, np.minimum(v, 6) / 6)
@@ -149,6 +151,7 @@ def evaluate_run(
             if full_resolution:
                 for k, th in enumerate(thresholds):
                     counts["full", th].append(confusion((full_votes >= th)[None], (p_full[k] > CUT)[None]))
+                    highest["full", th].append(p_full[k].max()[None])
             if human and drawn:
                 mangaid = str(row["MANGAID"])
                 people, machine = panel_jaccards(
@@ -170,7 +173,15 @@ def evaluate_run(
                         }
                     )
     tables = [
-        per_galaxy_table(mangaids, th, grid, np.concatenate(c)) for (grid, th), c in counts.items() if c
+        per_galaxy_table(
+            mangaids,
+            th,
+            grid,
+            np.concatenate(c),
+            np.concatenate(highest[grid, th]),
+        )
+        for (grid, th), c in counts.items()
+        if c
     ]
     per_galaxy = vstack(tables)
     human_per = Table(rows=human_rows) if human_rows else None
