@@ -296,6 +296,12 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
+def plain_value(value):
+    """A numpy scalar as a plain Python value (JSON records and table rows take those); anything
+    else as it is."""
+    return value.item() if hasattr(value, "item") else value
+
+
 MAX_JSON_BYTES = 64 * 2**20
 """Largest JSON record galseg reads (a run record or manifest is kilobytes; a dataset manifest
 lists skipped files, so allow room)."""

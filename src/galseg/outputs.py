@@ -25,7 +25,7 @@ from galseg.arms import Arm, ArmSummary, DiscGeometry
 from galseg.gz3d import bintable_bytes, image_bytes, wcs_header
 from galseg.inference import CUT
 from galseg.inputs import printable
-from galseg.io import atomic_path, one_line
+from galseg.io import atomic_path, one_line, plain_value
 
 PROBABILITY_SCALE = 255
 """Probability maps are stored as uint8: P = value / 255 (a quarter of float32 on disk)."""
@@ -238,11 +238,6 @@ _UNMEASURED = {
 """The catalogue values of an input that could not be predicted (one row, TH = 0, with its error)."""
 
 
-def _plain(value):
-    """A numpy scalar as a plain Python value."""
-    return value.item() if hasattr(value, "item") else value
-
-
 def read_mask_file(
     target: Path,
 ) -> tuple[str, tuple[int, int], np.ndarray, np.ndarray | None, str, fits.Header]:
@@ -299,7 +294,12 @@ def catalogue_rows(
         name, (height, width), stats, arms, warning = written[i]
         for arm in arms if arms is not None else []:
             arm_rows.append(
-                {"ORDER": i, "NAME": name, "SOURCE": source, **{c: _plain(arm[c]) for c in arm.dtype.names}}
+                {
+                    "ORDER": i,
+                    "NAME": name,
+                    "SOURCE": source,
+                    **{c: plain_value(arm[c]) for c in arm.dtype.names},
+                }
             )
         for r in stats:
             rows.append(
@@ -310,7 +310,7 @@ def catalogue_rows(
                     "OUTPUT": str(target.relative_to(out)),
                     "HEIGHT": height,
                     "WIDTH": width,
-                    **{c: _plain(r[c]) for c in stat[0]},
+                    **{c: plain_value(r[c]) for c in stat[0]},
                     "WARNING": warning,
                     "ERROR": "",
                 }

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from galseg import GalsegError
-from galseg.io import atomic_path, atomic_write_json, read_json
+from galseg.io import atomic_path, atomic_write_json, plain_value, read_json
 from galseg.train import RUN_FILE, load_checkpoint, read_run
 
 READY_DIR = Path(__file__).with_name("ready_model")
@@ -173,7 +173,10 @@ def score_ready_model(
     scores = {
         "recipe": asdict(recipe),
         "synthetic_table1": [
-            {k: _plain(row[k]) for k in ("TH", "N_BOTH_ARMS", "JACCARD_MEAN", "PRECISION_MEAN", "POOLED_IOU")}
+            {
+                k: plain_value(row[k])
+                for k in ("TH", "N_BOTH_ARMS", "JACCARD_MEAN", "PRECISION_MEAN", "POOLED_IOU")
+            }
             for row in evaluation.table1
         ],
     }
@@ -194,13 +197,9 @@ def real_scores(run: str | os.PathLike[str], real: str | os.PathLike[str], *, lo
     scores: dict = {"zooms": list(REAL_ZOOMS)}
     for cut in (CUT, REAL_CUT):
         summary = real_summary(checked[checked["CUT"] == cut])
-        scores[f"cut {cut:g}"] = [{k: _plain(row[k]) for k in summary.colnames} for row in summary]
+        scores[f"cut {cut:g}"] = [{k: plain_value(row[k]) for k in summary.colnames} for row in summary]
         log(f"--cut {cut:g}:\n{real_markdown(summary)}")
     return scores
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
 
 
 def ready_scores() -> dict:
