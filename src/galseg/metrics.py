@@ -139,7 +139,7 @@ def detection_auc(max_probability: np.ndarray, truth: np.ndarray) -> float:
 
 def detection(per_galaxy: Table, *, grid: str = "train_size") -> Table:
     """Galaxy-level detection per threshold: does the model say arms where volunteers do? AUC:
-    :func:`detection_auc` (NaN for a table made without probabilities)."""
+    :func:`detection_auc` (NaN where :func:`per_galaxy_table` was given no probabilities)."""
     rows = []
     t_all = per_galaxy[per_galaxy["GRID"] == grid]
     for th in sorted(set(t_all["TH"])):
@@ -160,9 +160,7 @@ def detection(per_galaxy: Table, *, grid: str = "train_size") -> Table:
                 "PRECISION": precision,
                 "RECALL": recall,
                 "F1": f1,
-                "AUC": detection_auc(t["MAX_PROBABILITY"], truth)
-                if "MAX_PROBABILITY" in t.colnames
-                else np.nan,
+                "AUC": detection_auc(t["MAX_PROBABILITY"], truth),
             }
         )
     return Table(rows=rows)
