@@ -7,7 +7,8 @@ probabilities rank those arms above the disc between them (``ARM_AUC``), the sha
 spirals and of smooth galaxies given arms, and pitch and winding against SpArcFiRe; then the
 run's synthetic Table 1 (if evaluated) beside it; once per zoom setting (``galseg predict
 --zoom``) and probability cut-off (``galseg predict --cut``: 0.5 as trained, and
-``inference.REAL_CUT`` for real images). Writes ``real_check_zoomZ_cutC.ecsv`` and a figure.
+``inference.REAL_CUT`` for real images, the ready model's own for it). Writes
+``real_check_zoomZ_cutC.ecsv`` and a figure.
 
 With several runs (e.g. the same recipe trained with other seeds), each run's tables come first,
 then th = 3 of every run side by side against issue 14's goal, with the range over the runs, and
@@ -31,7 +32,7 @@ from galseg.inference import CUT, REAL_CUT, check_cut, load
 from galseg.io import read_picture
 from galseg.metrics import real_markdown, real_summary, ring_text
 from galseg.plots import real_galaxies_figure, real_maps_figure
-from galseg.ready import ready_run
+from galseg.ready import ready_cut, ready_run
 from galseg.real import evaluate_real, real_examples, real_galaxies
 from galseg.train import read_run
 
@@ -139,13 +140,14 @@ def main() -> None:
         "--cuts",
         nargs="+",
         type=float,
-        default=[CUT, REAL_CUT],
-        help="probability cut-offs compared side by side (galseg predict --cut)",
+        default=None,
+        help="probability cut-offs compared side by side (galseg predict --cut); default 0.5 and "
+        "the ready model's own for it (galseg.ready.ready_cut), else inference.REAL_CUT",
     )
     args = parser.parse_args()
     try:
         runs = args.run or [ready_run()]
-        cuts = [check_cut(c) for c in args.cuts]
+        cuts = [check_cut(c) for c in args.cuts or [CUT, REAL_CUT if args.run else ready_cut()]]
     except GalsegError as exc:
         raise SystemExit(f"galseg: error: {exc}") from None
     args.out.mkdir(parents=True, exist_ok=True)

@@ -64,14 +64,14 @@ def describe(galaxy) -> dict:
 def check_networks(run: str, folder: Path, out: Path) -> None:
     """One network on the real GZ:3D files at its predict defaults: the table and the figure."""
     from galseg.gz3d import find_gz3d_files, read_gz3d
-    from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
+    from galseg.inference import CUT, REAL_ZOOMS, load
     from galseg.plots import gz3d_check_figure
-    from galseg.ready import ready_run
+    from galseg.ready import ready_cut, ready_run
     from galseg.real import gz3d_scores
 
     ready = run == "ready"
-    predictor = load(
-        ready_run() if ready else run, zooms=REAL_ZOOMS if ready else (1.0,), cut=REAL_CUT if ready else CUT
+    predictor = (
+        load(ready_run(), zooms=REAL_ZOOMS, cut=ready_cut()) if ready else load(run, zooms=(1.0,), cut=CUT)
     )
     galaxies = [read_gz3d(p) for p in find_gz3d_files(folder)]
     planes = [predictor.split(predictor.predict_image(g.image)) for g in galaxies]

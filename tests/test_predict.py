@@ -16,7 +16,7 @@ from galseg import GalsegError
 from galseg.cli import main
 from galseg.footprint import footprint, galaxy_region, outside_galaxy
 from galseg.gz3d import find_gz3d_files, make_wcs, read_gz3d, wcs_header
-from galseg.inference import load
+from galseg.inference import REAL_CUT, load, load_ready
 from galseg.inputs import expand_inputs
 from galseg.outputs import read_catalogue
 from galseg.predict import predict_files
@@ -322,9 +322,13 @@ def test_the_ready_model_records_the_scores_of_the_weights_it_ships(tmp_path, mo
     from galseg.evaluate import evaluate_run
 
     monkeypatch.setattr(ready, "READY_DIR", tmp_path / "ready_model")
-    recipe = ready.ReadyRecipe(n=40, size=32, preset="tiny", epochs=1, batch_size=8)
+    recipe = ready.ReadyRecipe(n=40, size=32, preset="tiny", epochs=1, batch_size=8, lr=2e-3, real_cut=0.35)
     shipped = ready.build_ready_model(tmp_path / "work", recipe=recipe, log=lambda line: None)
     assert shipped == tmp_path / "ready_model" and ready.ready_run() == shipped
+    record = json.loads((shipped / "run.json").read_text())
+    assert record["config"]["lr"] == pytest.approx(2e-3)  # the ready recipe's peak, not the default's
+    # the cut chosen for these weights travels with them, and is what predict uses
+    assert ready.ready_cut() == pytest.approx(0.35) and load_ready(device="cpu").cut == pytest.approx(0.35)
     weights = torch.load(shipped / "multi" / "best.pt", weights_only=True)["model"]
     assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
     recorded = json.loads((shipped / "run.json").read_text())["scores"]["synthetic_table1"]
@@ -333,23 +337,29 @@ def test_the_ready_model_records_the_scores_of_the_weights_it_ships(tmp_path, mo
     for row, again in zip(recorded, table1, strict=True):
         assert row["N_BOTH_ARMS"] == again["N_BOTH_ARMS"]
         assert row["POOLED_IOU"] == pytest.approx(float(again["POOLED_IOU"]), abs=1e-9)
+    # a model recorded before the cut travelled with it: the cut for networks trained on synthetic galaxies
+    del record["scores"]["recipe"]["real_cut"]
+    (shipped / "run.json").write_text(json.dumps(record))
+    assert ready.ready_cut() == pytest.approx(REAL_CUT)
 
 
 def test_predict_without_a_run_uses_the_ready_model_with_the_real_image_settings(
     gz3d_dir, tmp_path, capsys, monkeypatch
 ):
     from galseg import ready
-    from galseg.inference import REAL_CUT, REAL_ZOOMS
+    from galseg.inference import REAL_ZOOMS
 
     path = find_gz3d_files(gz3d_dir)[2]
     command = ["predict", str(path), "--out", str(tmp_path / "p"), "--device", "cpu", "--workers", "0"]
     assert main(command) == 0
     zooms = ",".join(map(str, REAL_ZOOMS))
-    assert f"ready model, --zoom {zooms} --cut {REAL_CUT:g}" in capsys.readouterr().out
+    cut = ready.ready_scores()["recipe"]["real_cut"]  # the cut chosen for the shipped weights
+    assert 0.05 < cut < 0.95
+    assert f"ready model, --zoom {zooms} --cut {cut:g}" in capsys.readouterr().out
     catalogue = read_catalogue(tmp_path / "p" / "catalogue.ecsv")
     assert set(catalogue["ERROR"]) == {""} and sorted(set(catalogue["TH"])) == [1, 2, 3, 4, 5, 6]
     with fits.open(next((tmp_path / "p" / "masks").iterdir())) as hdul:
-        assert hdul["MASK_TH3"].header["CUT"] == pytest.approx(REAL_CUT)
+        assert hdul["MASK_TH3"].header["CUT"] == pytest.approx(cut)
     # told otherwise, it follows; and where no model is installed, one line says how to make it
     assert main([*command[:3], str(tmp_path / "q"), *command[4:], "--cut", "0.5", "--zoom", "1"]) == 0
     assert "--zoom 1.0 --cut 0.5" in capsys.readouterr().out

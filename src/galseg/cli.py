@@ -166,10 +166,10 @@ def _structures(target: str | None, record: dict, run) -> tuple[str, ...]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
+    from galseg.inference import CUT, REAL_ZOOMS, load
     from galseg.plots import prediction_overlay
     from galseg.predict import predict_files
-    from galseg.ready import ready_run
+    from galseg.ready import ready_cut, ready_run
     from galseg.train import RUN_FILE, parse_thresholds, read_run, start_runtime
 
     first = Path(args.inputs[0])
@@ -180,7 +180,7 @@ def _predict(args: argparse.Namespace) -> int:
     runtime = start_runtime(args.device)
     # the ready model is for the user's own survey cutouts: real-image settings unless told
     zooms = args.zoom or (REAL_ZOOMS if ready else (1.0,))
-    cut = args.cut if args.cut is not None else (REAL_CUT if ready else CUT)
+    cut = args.cut if args.cut is not None else (ready_cut() if ready else CUT)
     if ready and runtime.main:
         print(f"galseg's ready model, --zoom {','.join(map(str, zooms))} --cut {cut:g}")
     predictor = load(
@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         default=None,
-        help="galseg (default): AdamW, warm-up and cosine decay from 3e-3, cross-entropy + soft "
+        help="galseg (default): AdamW, warm-up and cosine decay from 1e-3, cross-entropy + soft "
         "Dice, gradient clipping, batch-norm statistics from clean images; base: constant Adam "
         "1e-3 and cross-entropy alone (galseg before 0.2), the epoch chosen on validation; "
         "paper: base with the epoch chosen on the test split, as published",

@@ -40,7 +40,8 @@ real arm pixels well but are under-confident on them (the probabilities shrink u
 of domain), so at 0.5 they mark few. Chosen on the real check (``shared/real``; images for
 choosing, never training): the lowest cut at which no more than one in ten of the smooth
 galaxies gets arms at th = 3, on the demo's network, then checked on three networks trained on
-the H200 (docs/tried.md, "Real images")."""
+the H200 (docs/tried.md, "Real images"). The ready model carries its own
+(:func:`galseg.ready.ready_cut`): its weights are more confident on real images."""
 REAL_ZOOMS = (1.0, 0.6)
 """The zooms for real survey cutouts, which frame their galaxies more loosely than GZ:3D: the image
 whole and its middle 60% enlarged (chosen on ``shared/real``: docs/tried.md, "Real images")."""
@@ -349,8 +350,9 @@ def load(
 
 def load_ready(**options) -> Predictor:
     """The network shipped with galseg (:func:`galseg.ready.ready_run`) at the settings for real
-    survey cutouts, ``zooms=REAL_ZOOMS`` and ``cut=REAL_CUT``, as ``galseg predict`` without a
-    run uses it; ``options`` are :func:`load`'s and override those two."""
-    from galseg.ready import ready_run
+    survey cutouts, ``zooms=REAL_ZOOMS`` and the cut chosen for its weights
+    (:func:`galseg.ready.ready_cut`), as ``galseg predict`` without a run uses it; ``options`` are
+    :func:`load`'s and override those two."""
+    from galseg.ready import ready_cut, ready_run
 
-    return load(ready_run(), **{"zooms": REAL_ZOOMS, "cut": REAL_CUT, **options})
+    return load(ready_run(), **{"zooms": REAL_ZOOMS, "cut": ready_cut(), **options})

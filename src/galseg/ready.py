@@ -5,7 +5,8 @@ evaluate -> real-image check) and exports a slim copy into the package: the run 
 best epoch's weights in float16 where float16 holds them (half the size; loaded back as float32),
 no optimiser state.
 ``galseg predict IMAGE...`` without a run folder uses it, with the settings for real survey
-cutouts (``inference.REAL_ZOOMS`` and ``REAL_CUT``) unless told otherwise.
+cutouts (``inference.REAL_ZOOMS`` and the cut-off chosen for its weights, :func:`ready_cut`)
+unless told otherwise.
 """
 
 from __future__ import annotations
@@ -91,7 +92,10 @@ def _slim(tensor: torch.Tensor) -> torch.Tensor:
 class ReadyRecipe:
     """Everything that makes the ready model; change nothing here without re-measuring. The
     demo's galaxies and network, trained twice as long and with each image on its own scale
-    (``normalise``): the recipe that met the real-image goal (docs/results.md, "The ready model")."""
+    (``normalise``): the recipe that met the real-image goal (docs/results.md, "The ready model").
+    ``real_cut`` is the probability cut-off for real cutouts chosen for the weights it makes, on
+    ``../shared/real`` after training (they choose, never train): the lowest at which smooth
+    galaxies given arms stop falling."""
 
     n: int = 2000
     seed: int = 0
@@ -102,6 +106,8 @@ class ReadyRecipe:
     target: str = "both"  # arms and bar from one network
     normalise: bool = True
     recipe: str = "galseg"  # train.RECIPES (the model of galseg 0.1 was trained with "base")
+    lr: float = 3e-3  # the galseg recipe's peak before 0.2.7, with which the shipped weights were made
+    real_cut: float = 0.6
 
 
 def build_ready_model(
@@ -141,6 +147,7 @@ def build_ready_model(
         target=recipe.target,
         normalise=recipe.normalise,
         recipe=recipe.recipe,
+        lr=recipe.lr,
     )
     log("== train")
     train(config, resume=(run / RUN_FILE).exists(), log=log)
@@ -181,25 +188,38 @@ def score_ready_model(
         ],
     }
     if real is not None and Path(real).is_dir():
-        scores["real"] = real_scores(run, real, log=log)
+        scores["real"] = real_scores(run, real, cut=recipe.real_cut, log=log)
     return scores
 
 
-def real_scores(run: str | os.PathLike[str], real: str | os.PathLike[str], *, log=print) -> dict:
-    """The real-image check of a ready model at both cut-offs, at the zooms ``galseg predict``
-    uses it with, as recorded in its run record."""
+def real_scores(
+    run: str | os.PathLike[str], real: str | os.PathLike[str], *, cut: float | None = None, log=print
+) -> dict:
+    """The real-image check of a ready model at 0.5 and at its real-image ``cut`` (by default
+    ``inference.REAL_CUT``), at the zooms ``galseg predict`` uses it with, as recorded in its run
+    record."""
     from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
+
+    real_cut = REAL_CUT if cut is None else cut
     from galseg.metrics import real_markdown, real_summary
     from galseg.real import evaluate_real
 
     log(f"== real-image check (--zoom {','.join(map(str, REAL_ZOOMS))}, as galseg predict uses it)")
-    checked = evaluate_real(load(run, device="cpu", zooms=REAL_ZOOMS), real, cuts=[CUT, REAL_CUT])
+    checked = evaluate_real(load(run, device="cpu", zooms=REAL_ZOOMS), real, cuts=[CUT, real_cut])
     scores: dict = {"zooms": list(REAL_ZOOMS)}
-    for cut in (CUT, REAL_CUT):
-        summary = real_summary(checked[checked["CUT"] == cut])
-        scores[f"cut {cut:g}"] = [{k: plain_value(row[k]) for k in summary.colnames} for row in summary]
-        log(f"--cut {cut:g}:\n{real_markdown(summary)}")
+    for c in (CUT, real_cut):
+        summary = real_summary(checked[checked["CUT"] == c])
+        scores[f"cut {c:g}"] = [{k: plain_value(row[k]) for k in summary.colnames} for row in summary]
+        log(f"--cut {c:g}:\n{real_markdown(summary)}")
     return scores
+
+
+def ready_cut() -> float:
+    """The cut-off for real cutouts chosen for the shipped weights (their recipe's ``real_cut``);
+    ``inference.REAL_CUT`` for a model recorded before the cut travelled with it."""
+    from galseg.inference import REAL_CUT, check_cut
+
+    return check_cut(float(ready_scores().get("recipe", {}).get("real_cut", REAL_CUT)))
 
 
 def ready_scores() -> dict:

@@ -287,7 +287,9 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
                 -0.5 * ((r - ring_r) / ring_w) ** 2
             )
         fluxes["disc"] = disc
-        bulge_q = rng.uniform(0.7, 1.0)
+        # a thick bulge seen at the disc's inclination: rounder than the disc, not round
+        cos2_i = np.clip((q**2 - 0.15**2) / (1 - 0.15**2), 0, 1)
+        bulge_q = float(np.sqrt(cos2_i + rng.uniform(0.5, 1.0) ** 2 * (1 - cos2_i)))
         dominant = rng.random() < 0.25  # bulge-dominated discs, with or without arms
         fluxes["bulge"] = _sersic(
             np.sqrt(xd * xd + (yd * q / bulge_q) ** 2 + psf * psf),
@@ -301,7 +303,7 @@ def synthesize(index: int, *, seed: int = 0, size: int = GZ3D_SIZE) -> tuple[GZ3
             c, s = np.cos(bar_angle), np.sin(bar_angle)
             xb, yb = xd * c + yd * s, -xd * s + yd * c
             fluxes["bar"] = (
-                rng.uniform(0.3, 0.9)
+                rng.uniform(0.6, 1.8)
                 * disc_i0
                 * np.exp(
                     -0.5
