@@ -531,8 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=None,
         help="mark a pixel where P(votes >= th) exceeds this (a run's default 0.5, as the networks "
-        "were trained); 0.2 for real survey images with a network trained on synthetic galaxies, "
-        "the ready model's default (see docs/results.md)",
+        "were trained); 0.2 for real survey images with a network trained on synthetic galaxies; "
+        "without a run, the cut chosen for the ready model's weights (0.6; see docs/results.md)",
     )
     p.add_argument(
         "--compile",
