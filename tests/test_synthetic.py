@@ -139,3 +139,32 @@ def test_some_volunteers_outlines_cross_themselves_and_hdu_3_drops_them(sample):
             break
     else:
         raise AssertionError("no galaxy with a crossing outline")
+
+
+def test_the_thick_world_changes_the_light_of_discs_and_nothing_the_volunteers_drew():
+    from galseg.synthetic import THICK
+
+    discs = 0
+    for index in range(60):
+        classic, truth = synthesize(index, seed=11, size=96)
+        thick, truth_thick = synthesize(index, seed=11, size=96, world=THICK)
+        assert truth_thick == truth  # the same draws: the same galaxy, votes and truth
+        np.testing.assert_array_equal(thick.spiral_votes, classic.spiral_votes)
+        np.testing.assert_array_equal(thick.bar_votes, classic.bar_votes)
+        if truth.kind == "elliptical":  # no disc, so no disc bulge or bar: the same bytes
+            np.testing.assert_array_equal(thick.image, classic.image)
+        else:  # the bulge's shape (and a bar's light) differ
+            assert not np.array_equal(thick.image, classic.image)
+            discs += 1
+    assert discs >= 30
+
+
+def test_synth_world_thick_writes_the_thick_world(tmp_path):
+    from galseg.cli import main
+    from galseg.synthetic import THICK, file_name
+
+    command = ["synth", "--out", str(tmp_path), "--n", "4", "--seed", "11", "--size", "64", "--workers", "1"]
+    assert main([*command, "--world", "thick", "--no-preview"]) == 0
+    for index in range(4):
+        written = read_gz3d(tmp_path / file_name(11, index)).image
+        np.testing.assert_array_equal(written, synthesize(index, seed=11, size=64, world=THICK)[0].image)

@@ -18,11 +18,18 @@ from galseg.io import writable_folder
 def _synth(args: argparse.Namespace) -> int:
     from galseg.io import progress
     from galseg.plots import gz3d_preview
-    from galseg.synthetic import write_synthetic
+    from galseg.synthetic import WORLDS, write_synthetic
 
     paths = list(
         progress(
-            write_synthetic(args.out, n=args.n, seed=args.seed, size=args.size, workers=args.workers),
+            write_synthetic(
+                args.out,
+                n=args.n,
+                seed=args.seed,
+                size=args.size,
+                workers=args.workers,
+                world=WORLDS[args.world],
+            ),
             total=args.n,
             desc="synth",
         )
@@ -352,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_count(32, 4096), default=525, help="image side in pixels (GZ:3D: 525)")
     p.add_argument("--workers", type=_count(1), default=None, help="processes (default: every core)")
     p.add_argument(
+        "--world",
+        choices=("classic", "thick"),
+        default="classic",
+        help="classic (the demo's); thick: bulges as thick as real ones and brighter bars, as the "
+        "ready model is trained on (galseg.synthetic.World)",
+    )
+    p.add_argument(
         "--preview",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -411,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         default=None,
-        help="galseg (default): AdamW, warm-up and cosine decay from 1e-3, cross-entropy + soft "
+        help="galseg (default): AdamW, warm-up and cosine decay from 3e-3, cross-entropy + soft "
         "Dice, gradient clipping, batch-norm statistics from clean images; base: constant Adam "
         "1e-3 and cross-entropy alone (galseg before 0.2), the epoch chosen on validation; "
         "paper: base with the epoch chosen on the test split, as published",

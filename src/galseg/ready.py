@@ -91,8 +91,9 @@ def _slim(tensor: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class ReadyRecipe:
     """Everything that makes the ready model; change nothing here without re-measuring. The
-    demo's galaxies and network, trained twice as long and with each image on its own scale
-    (``normalise``): the recipe that met the real-image goal (docs/results.md, "The ready model").
+    demo's galaxies (in the ``thick`` world, :data:`galseg.synthetic.WORLDS`) and network, trained twice as
+    long and with each image on its own scale (``normalise``): the recipe that met the real-image
+    goal (docs/results.md, "The ready model").
     ``real_cut`` is the probability cut-off for real cutouts chosen for the weights it makes, on
     ``../shared/real`` after training (they choose, never train): the lowest at which smooth
     galaxies given arms stop falling."""
@@ -106,7 +107,7 @@ class ReadyRecipe:
     target: str = "both"  # arms and bar from one network
     normalise: bool = True
     recipe: str = "galseg"  # train.RECIPES (the model of galseg 0.1 was trained with "base")
-    lr: float = 3e-3  # the galseg recipe's peak before 0.2.7, with which the shipped weights were made
+    world: str = "thick"  # synthetic.WORLDS: thick bulges and brighter bars, since 0.2.7
     real_cut: float = 0.6
 
 
@@ -123,12 +124,13 @@ def build_ready_model(
     the result; they never choose anything here."""
     from galseg.dataset import prepare
     from galseg.io import progress
-    from galseg.synthetic import write_synthetic
+    from galseg.synthetic import WORLDS, write_synthetic
     from galseg.train import TrainConfig, train
 
     work = Path(work)
     log(f"== synthesise {recipe.n} galaxies (seed {recipe.seed})")
-    list(progress(write_synthetic(work / "gz3d", n=recipe.n, seed=recipe.seed), total=recipe.n, desc="synth"))
+    made = write_synthetic(work / "gz3d", n=recipe.n, seed=recipe.seed, world=WORLDS[recipe.world])
+    list(progress(made, total=recipe.n, desc="synth"))
     if not (work / "dataset" / "manifest.json").is_file():
         log("== prepare")
         prepare(
@@ -147,7 +149,6 @@ def build_ready_model(
         target=recipe.target,
         normalise=recipe.normalise,
         recipe=recipe.recipe,
-        lr=recipe.lr,
     )
     log("== train")
     train(config, resume=(run / RUN_FILE).exists(), log=log)

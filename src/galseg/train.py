@@ -63,9 +63,7 @@ class Recipe:
     """
 
     optimizer: str = "adamw"  # "adam" or "adamw"
-    # the peak; 3e-3 (galseg 0.2.0-0.2.6) let the rarest planes (th = 5-6, bars) collapse to
-    # "nothing" in the first epochs and never recover (docs/tried.md, "The peak learning rate")
-    lr: float = 1e-3
+    lr: float = 3e-3  # the peak learning rate
     weight_decay: float = 1e-4  # decoupled (AdamW); Adam adds none
     schedule: str = "cosine"  # "constant", or "cosine": linear warm-up, then cosine to zero
     warmup: float = 0.05  # share of all steps spent warming up (cosine only)
