@@ -326,6 +326,11 @@ def test_the_ready_model_records_the_scores_of_the_weights_it_ships(tmp_path, mo
     shipped = ready.build_ready_model(tmp_path / "work", recipe=recipe, log=lambda line: None)
     assert shipped == tmp_path / "ready_model" and ready.ready_run() == shipped
     record = json.loads((shipped / "run.json").read_text())
+    # trained in the recipe's world (galaxy 0 of seed 0 is a disc, whose bulge differs between worlds)
+    from galseg.synthetic import WORLDS, file_name, synthesize
+
+    made = read_gz3d(tmp_path / "work" / "gz3d" / file_name(0, 0)).image
+    np.testing.assert_array_equal(made, synthesize(0, seed=0, world=WORLDS[recipe.world])[0].image)
     # the cut chosen for these weights travels with them, and is what predict uses
     assert ready.ready_cut() == pytest.approx(0.35) and load_ready(device="cpu").cut == pytest.approx(0.35)
     weights = torch.load(shipped / "multi" / "best.pt", weights_only=True)["model"]

@@ -91,9 +91,9 @@ def _slim(tensor: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class ReadyRecipe:
     """Everything that makes the ready model; change nothing here without re-measuring. The
-    demo's galaxies (in the ``thick`` world, :data:`galseg.synthetic.WORLDS`) and network, trained twice as
-    long and with each image on its own scale (``normalise``): the recipe that met the real-image
-    goal (docs/results.md, "The ready model").
+    demo's galaxies, in the ``thick`` world (:data:`galseg.synthetic.WORLDS`), and its network,
+    trained twice as long and with each image on its own scale (``normalise``): the recipe that
+    met the real-image goal (docs/results.md, "The ready model").
     ``real_cut`` is the probability cut-off for real cutouts chosen for the weights it makes, on
     ``../shared/real`` after training (they choose, never train): the lowest at which smooth
     galaxies given arms stop falling."""
@@ -200,11 +200,10 @@ def real_scores(
     ``inference.REAL_CUT``), at the zooms ``galseg predict`` uses it with, as recorded in its run
     record."""
     from galseg.inference import CUT, REAL_CUT, REAL_ZOOMS, load
-
-    real_cut = REAL_CUT if cut is None else cut
     from galseg.metrics import real_markdown, real_summary
     from galseg.real import evaluate_real
 
+    real_cut = REAL_CUT if cut is None else cut
     log(f"== real-image check (--zoom {','.join(map(str, REAL_ZOOMS))}, as galseg predict uses it)")
     checked = evaluate_real(load(run, device="cpu", zooms=REAL_ZOOMS), real, cuts=[CUT, real_cut])
     scores: dict = {"zooms": list(REAL_ZOOMS)}
