@@ -331,11 +331,12 @@ def test_the_ready_model_records_the_scores_of_the_weights_it_ships(tmp_path, mo
 
     made = read_gz3d(tmp_path / "work" / "gz3d" / file_name(0, 0)).image
     np.testing.assert_array_equal(made, synthesize(0, seed=0, world=WORLDS[recipe.world])[0].image)
+    assert not np.array_equal(made, synthesize(0, seed=0, world=WORLDS["classic"])[0].image)
     # the cut chosen for these weights travels with them, and is what predict uses
     assert ready.ready_cut() == pytest.approx(0.35) and load_ready(device="cpu").cut == pytest.approx(0.35)
     weights = torch.load(shipped / "multi" / "best.pt", weights_only=True)["model"]
     assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
-    recorded = json.loads((shipped / "run.json").read_text())["scores"]["synthetic_table1"]
+    recorded = record["scores"]["synthetic_table1"]
     table1 = evaluate_run(shipped, full_resolution=False, human=False, show_progress=False, n_boot=10).table1
     assert [r["TH"] for r in recorded] == list(table1["TH"])
     for row, again in zip(recorded, table1, strict=True):

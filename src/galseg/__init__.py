@@ -18,10 +18,20 @@ HEXAGON_MODES = ("paint", "keep")
 """What prepare and predict do with the MaNGA hexagon burned into GZ:3D images: paint it out (the
 default: networks then never see it, and survey cutouts without one look like their training
 images) or keep it."""
+WORLD_NAMES = ("classic", "thick")
+"""The synthetic worlds (``galseg synth --world``, :data:`galseg.synthetic.WORLDS`), the default first."""
 
 
 class GalsegError(Exception):
     """A problem with the user's input or setup, reported as one line (file and fix), not a traceback."""
 
 
-__all__ = ["HEXAGON_MODES", "STRUCTURES", "TARGETS", "THRESHOLDS", "GalsegError", "__version__"]
+__all__ = [
+    "HEXAGON_MODES",
+    "STRUCTURES",
+    "TARGETS",
+    "THRESHOLDS",
+    "WORLD_NAMES",
+    "GalsegError",
+    "__version__",
+]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from galseg import HEXAGON_MODES, TARGETS, GalsegError, __version__
+from galseg import HEXAGON_MODES, TARGETS, WORLD_NAMES, GalsegError, __version__
 from galseg.download import DEFAULT_BASE_URL
 from galseg.io import writable_folder
 
@@ -360,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_count(1), default=None, help="processes (default: every core)")
     p.add_argument(
         "--world",
-        choices=("classic", "thick"),
-        default="classic",
+        choices=WORLD_NAMES,
+        default=WORLD_NAMES[0],
         help="classic (the demo's); thick: bulges as thick as real ones and brighter bars, as the "
         "ready model is trained on (galseg.synthetic.World)",
     )

@@ -29,7 +29,7 @@ import galsim
 import numpy as np
 from astropy.table import Table
 
-from galseg import GalsegError, __version__
+from galseg import WORLD_NAMES, GalsegError, __version__
 from galseg.gz3d import (
     CLUSTER_COLUMNS,
     PIXEL_SCALE_ARCSEC,
@@ -243,7 +243,7 @@ class World:
 
 
 THICK = World(thick_bulges=True, bar_peak=(0.6, 1.8))
-WORLDS = {"classic": World(), "thick": THICK}
+WORLDS = dict(zip(WORLD_NAMES, (World(), THICK), strict=True))
 """``galseg synth --world``: ``classic`` (the default, the demo's) and ``thick``."""
 
 
